@@ -1,0 +1,452 @@
+// Main-thread side of a system's shared WAL. Servers append entries into the append ring; the
+// WAL worker writes and syncs them in batches and reports `written` runs back through the
+// notification ring, which this client drains with Atomics.waitAsync so the event loop never
+// blocks.
+//
+// Paths an append takes, in order of preference, always keeping each writer's order:
+// 1. Straight into the append ring (no copy besides the one into shared memory).
+// 2. The overflow queue, when the ring is full or the queue is not empty. The queue drains into
+//    the ring as the worker frees space. isOverloaded() reports when it passes maxPendingBytes.
+// 3. Entries larger than a quarter of the ring go as a copy over a MessagePort, with a small
+//    placeholder record taking their place in the ring; the worker reads the port when it
+//    reaches the placeholder, so the ring order holds.
+
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { InvalidConfigError, StorageError, StoppedError } from '../errors.js';
+import type { LogEntry } from '../raft/types.js';
+import { ByteRing } from '../../shared/ring.js';
+import { CounterSet, WAL_COUNTER_NAMES, WalCounters, type WalCounterName } from '../../shared/counters.js';
+import {
+  ENTRY_KIND_COMMAND,
+  ENTRY_KIND_NOOP,
+  NOTIFICATION_BYTES,
+  RECORD_TYPE_REGISTRATION,
+  RING_CLOSE_BYTES,
+  RING_LARGE_ENTRY_BYTES,
+  RING_RECORD_CLOSE,
+  RING_RECORD_LARGE_ENTRY,
+  WAL_ENTRY_HEADER_BYTES,
+  WAL_REGISTRATION_HEADER_BYTES,
+  WAL_UID_MAX_BYTES,
+  writeEntryHeader,
+  type LargeEntryMessage,
+} from '../../shared/wal-format.js';
+import { workerFileUrl } from '../../shared/worker-path.js';
+import type { RecoveredWriterMessage, WalWorkerData, WalWorkerMessage } from '../../workers/wal.js';
+
+export interface WalOptions {
+  /** Directory of the system's WAL files: `<dataDir>/<system>/wal`. Created when missing. */
+  dir: string;
+  /** How each batch is made durable: fdatasync (default), fsync, or nothing ('none' loses acknowledged entries on power loss). */
+  syncMethod?: 'datasync' | 'sync' | 'none';
+  /** Maximum entries per write + sync. Default 8192. */
+  maxBatchSize?: number;
+  /** Maximum bytes per write + sync; a single larger entry is written alone. Default 8 MiB. */
+  maxBatchBytes?: number;
+  /** Append ring capacity in bytes. Default 32 MiB. Entries above a quarter of it take the MessagePort path. */
+  ringBytes?: number;
+  /**
+   * Bound of the overflow queue used when the ring is full, in bytes. Default 64 MiB. It is a
+   * soft bound: append() still queues past it (Raft's own appends must not be lost), and
+   * isOverloaded() turns true so callers reject client commands with OverloadedError.
+   */
+  maxPendingBytes?: number;
+  /**
+   * Default true. When false the worker writes 0 in every record's CRC field and clears the
+   * record's checksum flag, and recovery checks such records only for out-of-range fields,
+   * so it cannot detect a flipped bit in their data.
+   */
+  computeChecksums?: boolean;
+  /** Tests only: the Nth sync call in the worker (1-based) fails with an EIO error. */
+  faultInjection?: { failSyncAfter?: number };
+}
+
+export interface RecoveredWriter {
+  uid: string;
+  entries: LogEntry[];
+}
+
+const DEFAULT_MAX_BATCH_SIZE = 8192;
+const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
+const DEFAULT_RING_BYTES = 32 * 1024 * 1024;
+const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
+// Capacity of the notification ring: 64k notifications of 32 bytes before the worker waits for the main thread.
+const NOTIFICATION_RING_BYTES = 2 * 1024 * 1024;
+// How long one Atomics.waitAsync lasts before the loop looks again; wakeups come from Atomics.notify.
+const RING_WAIT_MS = 60_000;
+
+type WrittenListener = (writerId: number, term: number, fromIndex: number, toIndex: number) => void;
+type FatalListener = (error: StorageError) => void;
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidConfigError(`wal.${name} is ${value}; use a positive integer`);
+  }
+  return value;
+}
+
+export class WalClient {
+  /** Counters written by the worker (and `pendingBytes` by this client), read lock-free. */
+  readonly counters: WalCounters;
+  readonly #options: WalOptions;
+  readonly #worker: Worker;
+  readonly #appendRing: ByteRing;
+  readonly #appendView: DataView;
+  readonly #notificationRing: ByteRing;
+  readonly #counterSet: CounterSet<WalCounterName>;
+  readonly #largeEntryPort: MessagePort;
+  readonly #maxPendingBytes: number;
+  readonly #writerIdByUid = new Map<string, number>();
+  readonly #writtenListeners: WrittenListener[] = [];
+  readonly #fatalListeners: FatalListener[] = [];
+  // Encoded ring records waiting for ring space, oldest first from #pendingHead.
+  #pending: Uint8Array[] = [];
+  #pendingHead = 0;
+  #pendingBytes = 0;
+  #spaceWaiterArmed = false;
+  #notifyScheduled = false;
+  #nextLargeSequence = 0;
+  #fatal: StorageError | null = null;
+  #closePromise: Promise<void> | null = null;
+  #stopped = false;
+  #workerExited = false;
+  #onClosed: (() => void) | null = null;
+
+  private constructor(options: WalOptions, worker: Worker, appendRing: ByteRing, notificationRing: ByteRing,
+    counterSet: CounterSet<WalCounterName>, largeEntryPort: MessagePort, maxPendingBytes: number) {
+    this.#options = options;
+    this.#worker = worker;
+    this.#appendRing = appendRing;
+    this.#appendView = new DataView(appendRing.bytes.buffer, appendRing.bytes.byteOffset, appendRing.bytes.byteLength);
+    this.#notificationRing = notificationRing;
+    this.#counterSet = counterSet;
+    this.counters = new WalCounters(counterSet);
+    this.#largeEntryPort = largeEntryPort;
+    this.#maxPendingBytes = maxPendingBytes;
+  }
+
+  /**
+   * Starts the WAL worker, which recovers the WAL files in `options.dir` (scan and CRC check)
+   * and returns each writer's entries by uid. Rejects with StorageError when a file is corrupt
+   * before its tail.
+   */
+  static async open(options: WalOptions): Promise<{ wal: WalClient; recovered: Map<string, LogEntry[]> }> {
+    const syncMethod = options.syncMethod ?? 'datasync';
+    if (syncMethod !== 'datasync' && syncMethod !== 'sync' && syncMethod !== 'none') {
+      throw new InvalidConfigError(`wal.syncMethod is "${String(syncMethod)}"; use 'datasync', 'sync' or 'none'`);
+    }
+    const maxBatchSize = positiveInteger('maxBatchSize', options.maxBatchSize, DEFAULT_MAX_BATCH_SIZE);
+    const maxBatchBytes = positiveInteger('maxBatchBytes', options.maxBatchBytes, DEFAULT_MAX_BATCH_BYTES);
+    const ringBytes = positiveInteger('ringBytes', options.ringBytes, DEFAULT_RING_BYTES);
+    const maxPendingBytes = positiveInteger('maxPendingBytes', options.maxPendingBytes, DEFAULT_MAX_PENDING_BYTES);
+    if (ringBytes < 4096 || ringBytes > 1 << 30) {
+      throw new InvalidConfigError(`wal.ringBytes is ${ringBytes}; use 4096 to ${1 << 30} bytes`);
+    }
+    const failSyncAfter = options.faultInjection?.failSyncAfter ?? 0;
+
+    const appendRing = ByteRing.create(ringBytes);
+    const notificationRing = ByteRing.create(NOTIFICATION_RING_BYTES);
+    const counterSet = new CounterSet(WAL_COUNTER_NAMES);
+    const channel = new MessageChannel();
+    const workerData: WalWorkerData = {
+      dir: options.dir,
+      syncMethod,
+      maxBatchSize,
+      maxBatchBytes,
+      computeChecksums: options.computeChecksums ?? true,
+      failSyncAfter,
+      appendRing: appendRing.buffer,
+      notificationRing: notificationRing.buffer,
+      counters: counterSet.buffer,
+      largeEntryPort: channel.port2,
+    };
+    const worker = new Worker(workerFileUrl('wal'), { workerData, transferList: [channel.port2] });
+    const wal = new WalClient(options, worker, appendRing, notificationRing, counterSet, channel.port1, maxPendingBytes);
+
+    const writers = await new Promise<RecoveredWriterMessage[]>((resolve, reject) => {
+      const onMessage = (message: WalWorkerMessage): void => {
+        if (message.type === 'recovered') resolve(message.writers);
+        else if (message.type === 'recovery_failed') reject(new StorageError(message.message));
+        else reject(new StorageError(`WAL worker for ${options.dir} sent "${message.type}" before finishing recovery`));
+      };
+      const onError = (error: Error): void => reject(new StorageError(`WAL worker for ${options.dir} failed during recovery: ${error.message}`, { cause: error }));
+      const onExit = (code: number): void => reject(new StorageError(`WAL worker for ${options.dir} exited with code ${code} during recovery`));
+      worker.once('message', onMessage);
+      worker.once('error', onError);
+      worker.once('exit', onExit);
+    }).catch(async (error: unknown) => {
+      await worker.terminate();
+      throw error;
+    });
+    worker.removeAllListeners();
+    wal.#attachWorkerListeners();
+    void wal.#runNotificationLoop();
+    return { wal, recovered: unpackRecovered(writers) };
+  }
+
+  /** Registers a server uid as a writer and returns its writer id; the same uid gets the same id for this client's life. */
+  registerWriter(uid: string): number {
+    this.#assertOpen();
+    const known = this.#writerIdByUid.get(uid);
+    if (known !== undefined) return known;
+    const uidBytes = new TextEncoder().encode(uid);
+    if (uidBytes.byteLength < 1 || uidBytes.byteLength > WAL_UID_MAX_BYTES) {
+      throw new InvalidConfigError(`server uid "${uid}" is ${uidBytes.byteLength} bytes of UTF-8; use 1 to ${WAL_UID_MAX_BYTES}`);
+    }
+    const writerId = this.#writerIdByUid.size + 1;
+    this.#writerIdByUid.set(uid, writerId);
+    const record = new Uint8Array(WAL_REGISTRATION_HEADER_BYTES + uidBytes.byteLength);
+    const view = new DataView(record.buffer);
+    record[0] = RECORD_TYPE_REGISTRATION;
+    view.setUint16(2, uidBytes.byteLength, true);
+    view.setUint32(4, writerId, true);
+    record.set(uidBytes, WAL_REGISTRATION_HEADER_BYTES);
+    this.#enqueue(record);
+    return writerId;
+  }
+
+  /**
+   * Appends an entry for `writerId`. An index at or below the writer's last appended index
+   * replaces that index and everything after it. Never throws for a full ring: the entry waits
+   * in the overflow queue instead. After a fatal storage error appends are ignored, because the
+   * WAL has stopped and onFatal listeners were told.
+   */
+  append(writerId: number, entry: LogEntry): void {
+    this.#assertOpen();
+    if (writerId < 1 || writerId > this.#writerIdByUid.size || !Number.isInteger(writerId)) {
+      throw new InvalidConfigError(`writer id ${writerId} is not registered; call registerWriter(uid) first`);
+    }
+    if (!Number.isSafeInteger(entry.index) || entry.index < 1 || !Number.isSafeInteger(entry.term) || entry.term < 0) {
+      throw new RangeError(`entry index ${entry.index} / term ${entry.term} is invalid; use safe integers, index >= 1 and term >= 0`);
+    }
+    if (this.#fatal !== null) return;
+    const kind = entry.kind === 'noop' ? ENTRY_KIND_NOOP : ENTRY_KIND_COMMAND;
+    const data = entry.data;
+    const recordBytes = WAL_ENTRY_HEADER_BYTES + data.byteLength;
+
+    if (recordBytes > this.#appendRing.maxRecordBytes) {
+      this.#appendLarge(writerId, entry.index, entry.term, kind, data);
+      return;
+    }
+    if (this.#pendingHead === this.#pending.length) {
+      const offset = this.#appendRing.tryReserve(recordBytes);
+      if (offset !== -1) {
+        writeEntryHeader(this.#appendView, offset, writerId, entry.index, entry.term, kind, data.byteLength);
+        this.#appendRing.bytes.set(data, offset + WAL_ENTRY_HEADER_BYTES);
+        this.#appendRing.publishWrite();
+        this.#scheduleNotify();
+        return;
+      }
+    }
+    const record = new Uint8Array(recordBytes);
+    writeEntryHeader(new DataView(record.buffer), 0, writerId, entry.index, entry.term, kind, data.byteLength);
+    record.set(data, WAL_ENTRY_HEADER_BYTES);
+    this.#enqueue(record);
+  }
+
+  /** True while the overflow queue holds more than maxPendingBytes: reject client commands with OverloadedError. */
+  isOverloaded(): boolean {
+    return this.#pendingBytes > this.#maxPendingBytes;
+  }
+
+  onWritten(listener: WrittenListener): void {
+    this.#writtenListeners.push(listener);
+  }
+
+  /** Registers a listener for the WAL's fatal error (a failed write or sync). It is called at most once per client. */
+  onFatal(listener: FatalListener): void {
+    this.#fatalListeners.push(listener);
+  }
+
+  /**
+   * Writes and syncs everything appended so far, delivers its `written` notifications and stops
+   * the worker. Rejects with the StorageError when the WAL hit a fatal error, at close or before.
+   */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
+    if (this.#fatal === null && !this.#workerExited) {
+      const closed = new Promise<void>((resolve) => {
+        this.#onClosed = resolve;
+      });
+      const record = new Uint8Array(RING_CLOSE_BYTES);
+      record[0] = RING_RECORD_CLOSE;
+      this.#enqueue(record);
+      await closed;
+      this.#drainNotifications();
+    }
+    this.#stopped = true;
+    this.#notificationRing.notifyConsumer();
+    this.#largeEntryPort.close();
+    await this.#worker.terminate();
+    if (this.#fatal !== null) throw this.#fatal;
+  }
+
+  #assertOpen(): void {
+    if (this.#closePromise !== null) throw new StoppedError(`the WAL in ${this.#options.dir} is closed; open a new WalClient`);
+  }
+
+  #appendLarge(writerId: number, index: number, term: number, kind: number, data: Uint8Array): void {
+    const record = new Uint8Array(WAL_ENTRY_HEADER_BYTES + data.byteLength);
+    writeEntryHeader(new DataView(record.buffer), 0, writerId, index, term, kind, data.byteLength);
+    record.set(data, WAL_ENTRY_HEADER_BYTES);
+    const sequence = this.#nextLargeSequence;
+    this.#nextLargeSequence = (this.#nextLargeSequence + 1) >>> 0;
+    const message: LargeEntryMessage = { sequence, record };
+    // Posted before the placeholder is published, so the worker finds it when it reaches the placeholder.
+    this.#largeEntryPort.postMessage(message, [record.buffer]);
+    const placeholder = new Uint8Array(RING_LARGE_ENTRY_BYTES);
+    placeholder[0] = RING_RECORD_LARGE_ENTRY;
+    new DataView(placeholder.buffer).setUint32(4, sequence, true);
+    this.#enqueue(placeholder);
+  }
+
+  // Puts an encoded ring record into the ring, or behind the queued ones when any wait.
+  #enqueue(record: Uint8Array): void {
+    if (this.#pendingHead === this.#pending.length && this.#appendRing.tryWrite(record)) {
+      this.#scheduleNotify();
+      return;
+    }
+    this.#pending.push(record);
+    this.#pendingBytes += record.byteLength;
+    this.#counterSet.set('pendingBytes', this.#pendingBytes);
+    this.#armSpaceWaiter();
+  }
+
+  // Moves queued records into the ring while they fit.
+  #drainPending(): void {
+    let moved = false;
+    while (this.#pendingHead < this.#pending.length) {
+      const record = this.#pending[this.#pendingHead];
+      if (!this.#appendRing.tryWrite(record)) break;
+      this.#pendingHead++;
+      this.#pendingBytes -= record.byteLength;
+      moved = true;
+    }
+    if (this.#pendingHead === this.#pending.length) {
+      this.#pending = [];
+      this.#pendingHead = 0;
+    } else if (this.#pendingHead > 1024 && this.#pendingHead * 2 > this.#pending.length) {
+      this.#pending = this.#pending.slice(this.#pendingHead);
+      this.#pendingHead = 0;
+    }
+    this.#counterSet.set('pendingBytes', this.#pendingBytes);
+    if (moved) this.#scheduleNotify();
+    if (this.#pendingHead < this.#pending.length) this.#armSpaceWaiter();
+  }
+
+  // Waits (without blocking) for the worker to free ring space, then drains the queue.
+  #armSpaceWaiter(): void {
+    if (this.#spaceWaiterArmed || this.#stopped || this.#fatal !== null) return;
+    this.#spaceWaiterArmed = true;
+    // The worker may have freed space between the failed write and now; try once more first.
+    void this.#appendRing.waitForSpaceAsync(RING_WAIT_MS).then(() => {
+      this.#spaceWaiterArmed = false;
+      if (!this.#stopped && this.#fatal === null) this.#drainPending();
+    });
+    queueMicrotask(() => {
+      if (!this.#stopped && this.#fatal === null) this.#drainPending();
+    });
+  }
+
+  // Wakes the worker once per turn of the event loop, so one turn's appends reach it as one batch.
+  #scheduleNotify(): void {
+    if (this.#notifyScheduled) return;
+    this.#notifyScheduled = true;
+    queueMicrotask(() => {
+      this.#notifyScheduled = false;
+      this.#appendRing.notifyConsumer();
+    });
+  }
+
+  #attachWorkerListeners(): void {
+    this.#worker.on('message', (message: WalWorkerMessage) => {
+      if (message.type === 'fatal') {
+        this.#drainNotifications();
+        this.#reportFatal(new StorageError(message.message));
+      } else if (message.type === 'closed') {
+        this.#onClosed?.();
+      }
+    });
+    this.#worker.on('error', (error) => {
+      this.#reportFatal(new StorageError(`WAL worker for ${this.#options.dir} failed: ${error.message}`, { cause: error }));
+    });
+    this.#worker.on('exit', (code) => {
+      this.#workerExited = true;
+      this.#onClosed?.();
+      if (this.#closePromise === null) {
+        this.#reportFatal(new StorageError(`WAL worker for ${this.#options.dir} exited unexpectedly with code ${code}; restart the system`));
+      }
+    });
+  }
+
+  #reportFatal(error: StorageError): void {
+    if (this.#fatal !== null) return;
+    this.#fatal = error;
+    this.#onClosed?.();
+    for (const listener of this.#fatalListeners) listener(error);
+  }
+
+  async #runNotificationLoop(): Promise<void> {
+    while (!this.#stopped) {
+      await this.#notificationRing.waitForDataAsync(RING_WAIT_MS);
+      if (this.#stopped) return;
+      this.#drainNotifications();
+      // Space freed by the worker also shows as notifications; move queued appends along.
+      if (this.#pendingHead < this.#pending.length && this.#fatal === null) this.#drainPending();
+    }
+  }
+
+  #drainNotifications(): void {
+    const ring = this.#notificationRing;
+    const view = new DataView(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.byteLength);
+    let payload = ring.read();
+    if (payload === null) return;
+    while (payload !== null) {
+      const offset = payload.byteOffset - ring.bytes.byteOffset;
+      if (payload.byteLength !== NOTIFICATION_BYTES) {
+        throw new Error(`notification record of ${payload.byteLength} bytes; expected ${NOTIFICATION_BYTES}, the WAL client and worker are out of step`);
+      }
+      const writerId = view.getUint32(offset, true);
+      const term = view.getFloat64(offset + 8, true);
+      const fromIndex = view.getFloat64(offset + 16, true);
+      const toIndex = view.getFloat64(offset + 24, true);
+      for (const listener of this.#writtenListeners) {
+        try {
+          listener(writerId, term, fromIndex, toIndex);
+        } catch (error) {
+          // A listener's bug must not stop delivery to the others; surface it as an uncaught exception.
+          setImmediate(() => {
+            throw error;
+          });
+        }
+      }
+      payload = ring.read();
+    }
+    ring.releaseRead();
+  }
+}
+
+function unpackRecovered(writers: RecoveredWriterMessage[]): Map<string, LogEntry[]> {
+  const recovered = new Map<string, LogEntry[]>();
+  for (const { uid, meta, data } of writers) {
+    const entries: LogEntry[] = [];
+    let offset = 0;
+    for (let i = 0; i < meta.length; i += 4) {
+      const length = meta[i + 3];
+      entries.push({
+        index: meta[i],
+        term: meta[i + 1],
+        kind: meta[i + 2] === ENTRY_KIND_NOOP ? 'noop' : 'command',
+        data: data.subarray(offset, offset + length),
+      });
+      offset += length;
+    }
+    recovered.set(uid, entries);
+  }
+  return recovered;
+}
