@@ -39,6 +39,11 @@ export interface RaftCoreOptions {
   maxEntriesPerAppend?: number;
   /** Entries sent to one follower beyond its match index, before the leader waits for replies. Default 8192. */
   maxInflightEntries?: number;
+  /**
+   * Run a pre-vote round before each election. Default true; false gives textbook elections,
+   * where a member cut off from the others raises its term on every retry.
+   */
+  preVote?: boolean;
   /** State recovered from disk. Every entry in it counts as durable (written). */
   initial?: { term: number; votedFor: PeerId | null; entries: LogEntry[] };
 }
@@ -111,6 +116,7 @@ export class RaftCore {
   readonly #resendTimeoutMs: number;
   readonly #maxEntriesPerAppend: number;
   readonly #maxInflightEntries: number;
+  readonly #preVote: boolean;
 
   // Durable state (persisted through persist_meta before any effect that depends on it).
   #term: number;
@@ -168,6 +174,7 @@ export class RaftCore {
     this.#resendTimeoutMs = options.resendTimeoutMs ?? DEFAULT_RESEND_TIMEOUT_MS;
     this.#maxEntriesPerAppend = options.maxEntriesPerAppend ?? DEFAULT_MAX_ENTRIES_PER_APPEND;
     this.#maxInflightEntries = options.maxInflightEntries ?? DEFAULT_MAX_INFLIGHT_ENTRIES;
+    this.#preVote = options.preVote ?? true;
     validateTimeouts(this.#electionTimeoutMinMs, this.#electionTimeoutMaxMs, this.#resendTimeoutMs);
     validatePositiveInteger('maxEntriesPerAppend', this.#maxEntriesPerAppend);
     validatePositiveInteger('maxInflightEntries', this.#maxInflightEntries);
@@ -350,6 +357,10 @@ export class RaftCore {
    */
   #startPreVote(): void {
     if (!this.#voterIds.has(this.#id)) return;
+    if (!this.#preVote) {
+      this.#becomeCandidate();
+      return;
+    }
     this.#role = 'pre_candidate';
     this.#leaderId = null;
     this.#leaderMatchIndex = 0;
@@ -376,6 +387,8 @@ export class RaftCore {
     this.#term += 1;
     this.#votedFor = this.#id;
     this.#leaderId = null;
+    this.#leaderMatchIndex = 0;
+    this.#leaderSuspected = false;
     this.#persistMeta();
     this.#votesGranted.clear();
     this.#votesGranted.add(this.#id);
