@@ -78,7 +78,7 @@ export function collectMessages(transport: Transport, fromNode: string, count: n
   });
 }
 
-/** A pino logger at debug level whose parsed lines are kept in `lines` and announced as 'line' events. */
+/** Creates a pino logger at debug level that keeps its parsed lines in `lines` and emits each as a 'line' event. */
 export function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>>; events: EventEmitter } {
   const lines: Array<Record<string, unknown>> = [];
   const events = new EventEmitter();

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { reconnectDelayMs } from '../../src/main/transport/backoff.js';
 import { encodeFrame, FrameDecoder, FrameError, FrameType, PROTOCOL_VERSION } from '../../src/main/transport/frame.js';
 import { encodeArrayHeader, OutboundQueue } from '../../src/main/transport/outbound-queue.js';
-import type { Transport } from '../../src/main/transport/transport.js';
+import { PENDING_HANDSHAKES_MAX, type Transport } from '../../src/main/transport/transport.js';
 import {
   captureLogger,
   collectMessages,
@@ -32,7 +32,7 @@ async function handshakeAs(transport: Transport, nodeId: string): Promise<RawPee
   return raw;
 }
 
-/** Listens as node `nodeId` with a raw socket: answers the first HELLO with HELLO_ACK and then does what the test says. */
+/** Listens as node `nodeId` with raw sockets, replies HELLO_ACK to the first HELLO, then leaves the socket to the test. */
 async function rawAcceptor(nodeId: string): Promise<{ port: number; accepted: Promise<RawPeer> }> {
   let resolveAccepted: (raw: RawPeer) => void = () => {};
   const accepted = new Promise<RawPeer>((resolve) => {
@@ -161,6 +161,36 @@ describe('invalid frames', () => {
 
     const logged = await nextLogLine(capture, (line) => line.code === 'FRAME_TOO_LARGE');
     expect(logged.msg).toMatch(/unidentified node/);
+  });
+
+  it('bounds connections waiting for a handshake', async () => {
+    const capture = captureLogger();
+    const n2 = await resources.startTransport('n2', { logger: capture.logger, suspectAfterMs: 10_000 });
+
+    const waiting: RawPeer[] = [];
+    for (let i = 0; i < PENDING_HANDSHAKES_MAX; i++) waiting.push(await RawPeer.connect(resources, n2.address().port));
+    const extra = await RawPeer.connect(resources, n2.address().port);
+    await extra.closed;
+
+    expect(waiting.every((raw) => !raw.socket.destroyed && raw.socket.readyState === 'open')).toBe(true);
+    const logged = await nextLogLine(capture, (line) => String(line.msg).includes('too many connections'));
+    expect(logged.level).toBe(40);
+
+    // Once the waiting connections close, their slots are free again.
+    for (const raw of waiting) raw.socket.destroy();
+    await Promise.all(waiting.map((raw) => raw.closed));
+    n2.setPeer('n1', { host: HOST, port: 1 });
+    const up = nextEvent(n2, 'peer_up');
+    let accepted: RawPeer | null = null;
+    for (let attempt = 0; attempt < 20 && accepted === null; attempt++) {
+      // The server may not have seen every close yet; a rejected attempt closes at once.
+      const raw = await RawPeer.connect(resources, n2.address().port);
+      raw.sendHello('n1', 'n2');
+      const outcome = await Promise.race([raw.nextFrame(FrameType.HELLO_ACK).then(() => 'ack'), raw.closed.then(() => 'closed')]);
+      if (outcome === 'ack') accepted = raw;
+    }
+    await up;
+    expect(accepted).not.toBeNull();
   });
 
   it('keeps serving after an invalid frame', async () => {

@@ -6,7 +6,7 @@
 //
 // Connection rule: of two nodes, the one whose id sorts first (JavaScript `<` on the id
 // strings) dials and the other only accepts. The dialer sends HELLO with its node id, the id
-// it expects to reach and the protocol version; the acceptor checks all three and the rule,
+// it expects to reach and the protocol version. The acceptor checks all three and the rule,
 // then replies HELLO_ACK or REJECT. When a HELLO arrives from a node that already has a
 // connection (the dialer restarted, or it gave up on a connection the acceptor still holds),
 // the new connection replaces the old one, and the acceptor emits `peer_down` then `peer_up`.
@@ -97,6 +97,12 @@ export const TRANSPORT_DEFAULTS = {
   reconnectMaxMs: 2000,
 } as const;
 
+/**
+ * Bound on accepted connections that have not finished the handshake. Each also closes after
+ * `suspectAfterMs`; this bound keeps a flood of idle connections from growing without limit.
+ */
+export const PENDING_HANDSHAKES_MAX = 64;
+
 /** The largest value the u32 length prefix can carry. */
 const LENGTH_PREFIX_MAX = 0xffff_ffff;
 
@@ -154,6 +160,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   /** Every open socket, accepted or dialed, so close() can destroy them all. */
   readonly #sockets = new Set<net.Socket>();
   readonly #linksToFlush = new Set<PeerLink>();
+  #pendingHandshakes = 0;
   #flushImmediate: NodeJS.Immediate | null = null;
   #heartbeatTimer: NodeJS.Timeout | null = null;
   #server: net.Server | null = null;
@@ -244,8 +251,10 @@ export class Transport extends EventEmitter<TransportEvents> {
   }
 
   /**
-   * Adds a peer or changes its address. An established connection stays; the new address is
-   * used from the next dial, which starts at once if the peer is down and this node dials it.
+   * Adds a peer or changes its address. An established connection stays open, and the new
+   * address is used from the next dial. That dial starts at once if the peer is down and this
+   * node is the one that dials it.
+   * TODO: there is no removePeer, so a node that leaves for good stays in the address book and is redialed.
    */
   setPeer(nodeId: string, address: PeerAddress): void {
     if (nodeId === this.nodeId) return;
@@ -300,7 +309,8 @@ export class Transport extends EventEmitter<TransportEvents> {
    * Never throws for a down peer: the message waits in the queue (bounded by `maxQueueBytes`)
    * until the connection is up. Over the bound, after close(), or when one message is larger
    * than a frame, the message is dropped and counted in `droppedMessages`.
-   * Throws InvalidConfigError for a node id with no address.
+   * Throws InvalidConfigError for a node id with no address, and passes on the error msgpackr
+   * throws for a value it cannot encode.
    */
   send(toNode: string, message: unknown): void {
     const link = this.#links.get(toNode);
@@ -411,6 +421,15 @@ export class Transport extends EventEmitter<TransportEvents> {
       socket.destroy();
       return;
     }
+    if (this.#pendingHandshakes >= PENDING_HANDSHAKES_MAX) {
+      this.#log.warn(
+        { remote: remoteOf(socket), pendingHandshakesMax: PENDING_HANDSHAKES_MAX },
+        'closed an accepted connection: too many connections are waiting for their handshake',
+      );
+      socket.destroy();
+      return;
+    }
+    this.#pendingHandshakes += 1;
     this.#track(socket, null);
   }
 
@@ -428,7 +447,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     };
 
     connection.handshakeTimer = setTimeout(() => {
-      connection.handshakeTimer = null;
+      this.#endHandshake(connection);
       this.#log.debug(
         { peer: dialLink?.nodeId, remote: remoteOf(socket), timeoutMs: this.#suspectAfterMs },
         'connection handshake timed out; closing it',
@@ -496,12 +515,16 @@ export class Transport extends EventEmitter<TransportEvents> {
     link.stats.receivedMessages += messages.length;
     for (const message of messages) {
       // A listener may close the transport or this connection; stop delivering then.
+      // NOTE: an exception thrown by a listener is not caught here and surfaces as an uncaught exception.
       if (this.#closing || link.socket !== connection.socket) return;
       this.emit('message', link.nodeId, message);
     }
   }
 
-  /** Accepting side: checks the dialer's HELLO, then adopts the connection or rejects it. */
+  /**
+   * Accepting side: checks the dialer's HELLO, then adopts the connection or rejects it.
+   * TODO: no authentication or TLS; any process that reaches the port and names a known node id is accepted.
+   */
   #onHello(connection: Connection, frame: Frame): void {
     const { socket } = connection;
     if (frame.type !== FrameType.HELLO) {
@@ -580,11 +603,18 @@ export class Transport extends EventEmitter<TransportEvents> {
   }
 
   #establish(connection: Connection, link: PeerLink): void {
-    if (connection.handshakeTimer !== null) clearTimeout(connection.handshakeTimer);
-    connection.handshakeTimer = null;
+    this.#endHandshake(connection);
     connection.link = link;
     connection.decoder.maxFrameBytes = this.#maxFrameBytes;
     link.socket = connection.socket;
+  }
+
+  /** Clears the handshake timer and releases the connection's pending-handshake slot, once. */
+  #endHandshake(connection: Connection): void {
+    if (connection.handshakeTimer === null) return;
+    clearTimeout(connection.handshakeTimer);
+    connection.handshakeTimer = null;
+    if (connection.dialLink === null) this.#pendingHandshakes -= 1;
   }
 
   #decodePayload(frame: Frame): unknown {
@@ -598,8 +628,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   #onClose(connection: Connection): void {
     const { socket } = connection;
     this.#sockets.delete(socket);
-    if (connection.handshakeTimer !== null) clearTimeout(connection.handshakeTimer);
-    connection.handshakeTimer = null;
+    this.#endHandshake(connection);
     if (this.#closing) return;
 
     const link = connection.link ?? connection.dialLink;
@@ -650,7 +679,11 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.emit('peer_up', link.nodeId);
   }
 
-  /** Emits peer_down once per up-to-down transition; the caller closes the socket. */
+  /**
+   * Emits peer_down once per up-to-down transition; the caller closes the socket.
+   * NOTE: frames already handed to the closed socket are lost. Only messages still in the
+   * queue wait for the next connection, and Raft resends whatever else it needs.
+   */
   #markDown(link: PeerLink, cause: string): void {
     if (!link.up) return;
     link.up = false;
@@ -684,7 +717,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     const socket = link.socket;
     link.socket = null;
     this.#markDown(link, `no bytes received for ${Math.round(silentMs)} ms`);
-    // The close handler sees a socket that is no longer the link's and only schedules the redial.
+    // The close handler finds a socket that is no longer the link's, so it only schedules the redial.
     socket?.destroy();
   }
 
