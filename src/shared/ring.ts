@@ -67,6 +67,9 @@ export class ByteRing {
   readonly #lengths: Uint32Array;
   // Producer side: the write position not yet published (tryReserve before publishWrite).
   #pendingWritePosition = -1;
+  // Producer side: the read position seen by the last tryReserve. Waiting for space compares
+  // against it, so a release between a failed tryReserve and the wait is not missed.
+  #lastSeenReadPosition = 0;
   // Consumer side: the position after the records read but not yet released.
   #readCursor: number;
   #peekedNextCursor = -1;
@@ -116,6 +119,7 @@ export class ByteRing {
     const recordBytes = alignUp(RECORD_HEADER_BYTES + lengthBytes);
     const write = Atomics.load(this.#control, WRITE_POSITION_SLOT);
     const read = Atomics.load(this.#control, READ_POSITION_SLOT);
+    this.#lastSeenReadPosition = read;
     const usedBytes = write >= read ? write - read : this.capacityBytes - read + write;
     const freeBytes = this.capacityBytes - usedBytes - ALIGN_BYTES;
     const tailBytes = this.capacityBytes - write;
@@ -157,17 +161,15 @@ export class ByteRing {
     Atomics.notify(this.#control, WRITE_POSITION_SLOT);
   }
 
-  /** Resolves when the consumer has released space since this call, or after `timeoutMs`. Main thread. */
+  /** Resolves when the consumer has released space since the last tryReserve or tryWrite, or after `timeoutMs`. Main thread. */
   async waitForSpaceAsync(timeoutMs: number): Promise<void> {
-    const read = Atomics.load(this.#control, READ_POSITION_SLOT);
-    const result = atomicsWaitAsync(this.#control, READ_POSITION_SLOT, read, timeoutMs);
+    const result = atomicsWaitAsync(this.#control, READ_POSITION_SLOT, this.#lastSeenReadPosition, timeoutMs);
     if (result.async) await result.value;
   }
 
-  /** Blocks until the consumer has released space since this call, or `timeoutMs` passed. Worker threads only. */
+  /** Blocks until the consumer has released space since the last tryReserve or tryWrite, or `timeoutMs` passed. Worker threads only. */
   waitForSpace(timeoutMs: number): void {
-    const read = Atomics.load(this.#control, READ_POSITION_SLOT);
-    Atomics.wait(this.#control, READ_POSITION_SLOT, read, timeoutMs);
+    Atomics.wait(this.#control, READ_POSITION_SLOT, this.#lastSeenReadPosition, timeoutMs);
   }
 
   // ---- consumer ----

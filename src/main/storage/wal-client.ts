@@ -343,12 +343,9 @@ export class WalClient {
   #armSpaceWaiter(): void {
     if (this.#spaceWaiterArmed || this.#stopped || this.#fatal !== null) return;
     this.#spaceWaiterArmed = true;
-    // The worker may have freed space between the failed write and now; try once more first.
+    // The wait compares against the read position seen by the failed write, so a release in between is not missed.
     void this.#appendRing.waitForSpaceAsync(RING_WAIT_MS).then(() => {
       this.#spaceWaiterArmed = false;
-      if (!this.#stopped && this.#fatal === null) this.#drainPending();
-    });
-    queueMicrotask(() => {
       if (!this.#stopped && this.#fatal === null) this.#drainPending();
     });
   }
