@@ -126,4 +126,45 @@ describe('failure detector', () => {
     expect(local.isUp(childId)).toBe(true);
     expect(local.stats()[childId].reconnects).toBe(1);
   });
+
+  it('lets the process exit after close', async () => {
+    // Two connected transports, one that dials a closed port, then close(): any timer or
+    // socket left behind would keep the child alive and fail the race below.
+    const script = `
+const { Transport } = await import(process.env.TRANSPORT_MODULE_URL);
+const fast = { heartbeatIntervalMs: 20, suspectAfterMs: 300, reconnectMinMs: 10, reconnectMaxMs: 100 };
+const n1 = new Transport({ nodeId: 'n1', listen: { host: '127.0.0.1', port: 0 }, peers: {}, ...fast });
+const n2 = new Transport({ nodeId: 'n2', listen: { host: '127.0.0.1', port: 0 }, peers: {}, ...fast });
+await n1.start();
+await n2.start();
+const up = new Promise((resolve) => n1.once('peer_up', resolve));
+n2.setPeer('n1', n1.address());
+n1.setPeer('n2', n2.address());
+n1.setPeer('n3', { host: '127.0.0.1', port: 1 });
+await up;
+n1.send('n2', { data: new Uint8Array(10) });
+await Promise.all([n1.close(), n2.close()]);
+process.stdout.write('closed\\n');
+`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, TRANSPORT_MODULE_URL: pathToFileURL(compiledTransport).href },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+
+    const exitCode = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('process still running 5 s after close()')), 5000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+
+    expect(output).toBe('closed\n');
+    expect(exitCode).toBe(0);
+  });
 });
