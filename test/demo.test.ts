@@ -9,7 +9,7 @@ import { cliFilePath } from '../src/shared/worker-path.js';
 
 const fakeKv = fileURLToPath(new URL('./support/fake-kv.mjs', import.meta.url));
 
-/** A stream that keeps everything written to it. */
+/** Creates a stream that keeps everything written to it. */
 function captureOutput(): { stream: Writable; text: () => string } {
   const chunks: string[] = [];
   const stream = new Writable({
@@ -108,7 +108,7 @@ describe('demoOptionsFromCli', () => {
   });
 
   it('rejects a non-integer duration', () => {
-    expect(() => demoOptionsFromCli({ duration: '1.5', clients: '32', groups: '16', kill: true })).toThrow(/--duration 1\.5 is invalid/);
+    expect(() => demoOptionsFromCli({ duration: '1.5', clients: '32', groups: '16', kill: true })).toThrow(/--duration 1\.5 is invalid: pass a whole number/);
   });
 });
 

@@ -1,5 +1,5 @@
 // A stand-in for `rana kv` that speaks its HTTP contract, for testing the demo driver without
-// Raft. Node n1 holds every key and acts as the leader of every group; the other nodes forward
+// Raft. Node n1 stores every key and acts as the leader of every group; the other nodes forward
 // each request to n1's --listen address. n1 appends every write to <data>/writes.log before it
 // replies and replays the file at start, so acknowledged writes survive SIGKILL, unless
 // --forget-on-restart is given: then n1 loses its keys on restart, a fault the demo must catch.

@@ -4,6 +4,7 @@
 
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InvalidConfigError } from '../errors.js';
@@ -30,11 +31,11 @@ export interface DemoOptions {
   kill: boolean;
   /** Keep the temporary data directory (node data and logs) instead of removing it. */
   keepData: boolean;
-  /** Distinct keys the workload uses; default 1,000. */
+  /** Number of distinct keys the workload uses, 1,000 by default. */
   keyCount?: number;
-  /** Where the progress line and the report go; default process.stdout. */
+  /** Stream that receives the progress line and the report, process.stdout by default. */
   output?: NodeJS.WritableStream;
-  /** Command that runs one node, before its `--id ...` options; default `[node, dist/main/cli/rana.js, 'kv']`. */
+  /** Command that runs one node, before its `--id ...` options. The default is `[node, dist/main/cli/rana.js, 'kv']`. */
   kvCommand?: readonly string[];
 }
 
@@ -56,7 +57,7 @@ const stopTimeoutMs = 5_000;
 const failoverGraceMs = 5_000;
 const defaultKeyCount = 1_000;
 
-/** Converts and validates commander's option values; raises InvalidConfigError naming the bad option. */
+/** Converts and validates commander's option values. Raises InvalidConfigError naming the invalid option. */
 export function demoOptionsFromCli(cli: DemoCliOptions): DemoOptions {
   return {
     durationS: parseNumber('--duration', cli.duration, 1, 3_600),
@@ -70,12 +71,12 @@ export function demoOptionsFromCli(cli: DemoCliOptions): DemoOptions {
 function parseNumber(option: string, raw: string | number, min: number, max: number): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidConfigError(`${option} ${String(raw)} is invalid; pass a whole number from ${min} to ${max}`);
+    throw new InvalidConfigError(`${option} ${String(raw)} is invalid: pass a whole number from ${min} to ${max}`);
   }
   return value;
 }
 
-/** Writes event lines and the progress line; on a TTY the progress line is rewritten in place. */
+/** Writes event lines and the progress line. On a TTY the progress line is rewritten in place. */
 class DemoOutput {
   readonly #stream: NodeJS.WritableStream;
   readonly #isTty: boolean;
@@ -199,12 +200,14 @@ async function runScenario(
 
   let fault: Promise<FaultTimeline | null> = Promise.resolve(null);
   if (options.kill) {
-    fault = new Promise<void>((resolve) => setTimeout(resolve, durationMs / 2)).then(() => signal.aborted ? null : killLeaderAndRestart(cluster, client, {
+    const faultConfig = {
       groups: options.groups,
       restartDelayMs,
       failoverDeadlineMs: workloadStartMs + durationMs + failoverGraceMs,
       recoveryTimeoutMs: readyTimeoutMs,
-    }, signal));
+    };
+    // An abort rejects the delay, and then no node is killed.
+    fault = delay(durationMs / 2, undefined, { signal }).then(() => killLeaderAndRestart(cluster, client, faultConfig, signal), () => null);
   }
 
   try {

@@ -14,7 +14,7 @@ export interface KvNode {
   readonly logFile: string;
   readonly argv: readonly string[];
   process: ChildProcess | null;
-  /** Resolves when the current process has exited; resolved when no process runs. */
+  /** Promise that resolves when the current process has exited, already resolved when no process runs. */
   exited: Promise<void>;
   /** Set when the current process exited without the demo stopping or killing it. */
   unexpectedExit: string | null;
@@ -94,7 +94,7 @@ export class LocalCluster {
     try {
       child = spawn(command, [...prefix, ...node.argv], { stdio: ['ignore', logFd, logFd] });
     } finally {
-      // The child holds its own copy of the descriptor.
+      // The child has its own copy of the descriptor.
       closeSync(logFd);
     }
     node.process = child;
@@ -152,7 +152,7 @@ export class LocalCluster {
     }
   }
 
-  /** Sends SIGKILL to every running node without waiting; safe inside a process 'exit' handler. */
+  /** Sends SIGKILL to every running node without waiting, so it is safe inside a process 'exit' handler. */
   killAllSync(): void {
     for (const node of this.nodes) {
       if (node.process !== null) {

@@ -1,15 +1,20 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { KvNode, LocalCluster } from './cluster.js';
 import type { KvHttpClient } from './kv-http.js';
 import { allGroupsLed, fetchStatus, mergeStatuses, statusPollIntervalMs } from './status.js';
 
-/** What happened around the kill of one node; times are `performance.now()` milliseconds. */
+/** Timeline of the kill and restart of one node. Times are `performance.now()` milliseconds. */
 export interface FaultTimeline {
   victim: string;
   /** Groups the victim led just before the kill. */
   groupsLed: number;
   killAtMs: number;
   restartAtMs: number | null;
-  /** Time from the kill until every group had committed an entry past its pre-kill commit index, or null if that was not seen. */
+  /**
+   * Time from the kill until every group had committed an entry past its pre-kill commit index,
+   * or null if that was not seen. NOTE: polled every `statusPollIntervalMs`, so it is late by up
+   * to one interval, and it relies on a new leader committing an entry (its no-op) on election.
+   */
   failoverMs: number | null;
   /** Time from the restart until the restarted node reported a leader for every group, or null if that was not seen. */
   recoveryMs: number | null;
@@ -19,7 +24,7 @@ export interface FaultTimeline {
 export interface FaultConfig {
   groups: number;
   restartDelayMs: number;
-  /** `performance.now()` time after which the failover probe stops; failover is then reported as not seen. */
+  /** `performance.now()` time after which the failover probe stops and failover is reported as not seen. */
   failoverDeadlineMs: number;
   recoveryTimeoutMs: number;
 }
@@ -97,7 +102,7 @@ async function probeFailover(
       timeline.failoverMs = performance.now() - timeline.killAtMs;
       return;
     }
-    await sleep(statusPollIntervalMs);
+    await delay(statusPollIntervalMs);
   }
 }
 
@@ -109,8 +114,10 @@ async function restartAndProbeRecovery(
   config: FaultConfig,
   signal: AbortSignal,
 ): Promise<void> {
-  await sleep(config.restartDelayMs);
-  if (signal.aborted) {
+  try {
+    await delay(config.restartDelayMs, undefined, { signal });
+  } catch {
+    // Aborted: the demo is stopping every node anyway.
     return;
   }
   cluster.start(victim);
@@ -126,11 +133,7 @@ async function restartAndProbeRecovery(
       timeline.recoveryMs = performance.now() - timeline.restartAtMs;
       return;
     }
-    await sleep(statusPollIntervalMs);
+    await delay(statusPollIntervalMs);
   }
   timeline.notes.push(`recovery: ${victim.id} did not report a leader for every group within ${config.recoveryTimeoutMs} ms of its restart`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -4,10 +4,12 @@
  * Every write stores a value no other write uses, so a value read back names the one write
  * that produced it. Times are `performance.now()` milliseconds in the demo process. A write is
  * `acked` (2xx), `unknown` (503, lost connection, timeout: it may still take effect) or
- * `failed` (refused connection, 400, 409: it did not take effect). The check is sound for a
- * linearizable store: any write W acknowledged before another write W' was invoked must be
- * linearized before W', so W's value can be final only if it was acknowledged after the
- * invocation of every other acknowledged write to the key.
+ * `failed` (refused connection, 400, 409: it did not take effect).
+ *
+ * The check is sound for a linearizable store. A write W acknowledged before another
+ * acknowledged write W' was invoked is linearized before W'. So W's value can be final only if
+ * W was acknowledged after the invocation of every other acknowledged write to the key.
+ * TODO: only each key's final value is checked; reads and 409 bodies seen during the run are not.
  */
 
 export type WriteOutcome = 'acked' | 'unknown' | 'failed';
@@ -89,8 +91,9 @@ export class WriteHistory {
     const history = this.#keys.get(key);
 
     if (finalValue === null) {
-      // Missing is right when no put was acknowledged, or when some delete may have been the
-      // last write: one acknowledged (or unknown) after the last acknowledged put was invoked.
+      // Missing is correct when no put was acknowledged, or when a delete may have been the
+      // last write because it completed (or has an unknown outcome) after the last
+      // acknowledged put was invoked.
       if (history === undefined || history.lastAckedPutInvokeMs === -Infinity) {
         return null;
       }

@@ -4,15 +4,17 @@ export const opKinds = ['put', 'get', 'cas', 'delete'] as const;
 export type OpKind = (typeof opKinds)[number];
 
 /**
- * Error classes counted per operation kind. `unavailable` is a 503 from a node (timeout, no
- * quorum or no leader); `refused` is a connection refused by a stopped node, after which the
- * client retries on another node; `lost` is a connection reset or closed mid-request;
- * `timeout` is the demo's own request timeout; `unexpected` is any other status.
+ * Error classes counted per operation kind:
+ * - `unavailable`: a 503 from a node (timeout, no quorum or no leader).
+ * - `refused`: a connection refused by a stopped node. The client retries on the next node.
+ * - `lost`: a connection reset or closed mid-request.
+ * - `timeout`: the demo's own request timeout expired.
+ * - `unexpected`: any other status.
  */
 export const errorKinds = ['unavailable', 'refused', 'lost', 'timeout', 'unexpected'] as const;
 export type ErrorKind = (typeof errorKinds)[number];
 
-/** Highest latency a histogram tracks, 60 s in microseconds; larger values are recorded as this. */
+/** Highest latency a histogram tracks, 60 s in microseconds. Larger values are recorded as this maximum. */
 const latencyUsMax = 60_000_000;
 
 function latencyHistogram(): Histogram {
@@ -22,7 +24,7 @@ function latencyHistogram(): Histogram {
 /** Totals for one operation kind over the whole run. */
 export interface KindStats {
   ok: number;
-  /** Compare-and-set requests answered 409: the current value differed. Not an error. */
+  /** Compare-and-set requests that returned 409 because the current value differed. Not an error. */
   casMismatch: number;
   errors: Record<ErrorKind, number>;
   latencyUs: Histogram;

@@ -8,7 +8,7 @@ export interface GroupStatus {
   term: number;
   commitIndex: number;
   lastApplied: number;
-  /** Node id of the leader this node knows, or null. */
+  /** Node id of the leader as this node sees it, or null when it has none. */
   leader: string | null;
 }
 
@@ -20,7 +20,7 @@ export interface NodeStatus {
 /** Interval between `/status` polls while waiting for leaders. */
 export const statusPollIntervalMs = 100;
 
-/** Fetches and validates `GET /status` from a node; returns null when the node does not answer with a valid status. */
+/** Fetches and validates `GET /status` from a node. Returns null when the request fails or the body is not a valid status. */
 export async function fetchStatus(client: KvHttpClient, node: KvNode): Promise<NodeStatus | null> {
   const outcome = await client.status(node.http);
   if (outcome.kind !== 'response' || outcome.status !== 200) {

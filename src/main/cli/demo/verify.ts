@@ -5,7 +5,7 @@ import { keyName } from './workload.js';
 
 export interface CheckResult {
   keysChecked: number;
-  /** Keys whose final read did not succeed within the attempts; they count as failures. */
+  /** Keys whose final read did not succeed within `readAttemptsMax` attempts. They count as failures. */
   unreadable: string[];
   violations: Violation[];
   passed: boolean;
@@ -51,7 +51,7 @@ export async function checkFinalValues(
   return result;
 }
 
-/** Returns the key's value, null when missing, or undefined when no node answered 200 or 404. */
+/** Reads the key's value: null when missing, undefined when no node returned 200 or 404 within the attempts. */
 async function readKey(cluster: LocalCluster, client: KvHttpClient, key: string): Promise<string | null | undefined> {
   for (let attempt = 0; attempt < readAttemptsMax; attempt++) {
     const node = cluster.nodes[attempt % cluster.nodes.length];

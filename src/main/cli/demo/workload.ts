@@ -9,13 +9,13 @@ export interface WorkloadConfig {
   durationMs: number;
 }
 
-/** Share of each operation kind; a compare-and-set on a key never read yet becomes a put. */
+/** Share of each operation kind. A compare-and-set on a key with no value seen yet is sent as a put. */
 export const opMix: Readonly<Record<OpKind, number>> = { put: 0.45, get: 0.35, cas: 0.15, delete: 0.05 };
 
 /** Pause of a client after a 503 or after every node refused it, so a leaderless cluster is not flooded. */
 const backoffMs = 20;
 
-/** Name of key number `index`; the demo uses keys `k0000` to `k<keyCount - 1>`. */
+/** Returns the name of key number `index`. The demo uses keys `k0000` to `k<keyCount - 1>`. */
 export function keyName(index: number): string {
   return `k${String(index).padStart(4, '0')}`;
 }
@@ -96,7 +96,7 @@ export class Workload {
     return { kind: 'refused' };
   }
 
-  /** Counts a failed request; returns the write outcome it implies and whether the client should pause. */
+  /** Counts a failed request. Returns the write outcome it implies and whether the client should pause. */
   #recordFailure(kind: OpKind, outcome: HttpOutcome): { write: WriteOutcome; pause: boolean } {
     let error: ErrorKind;
     let write: WriteOutcome = 'unknown';
