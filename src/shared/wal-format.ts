@@ -10,8 +10,8 @@
 //  28  u32 reserved, 0
 //
 // Then records, back to back with no padding. Every record starts with a type byte and a flags
-// byte. Flag bit 0 set means the record's CRC-32 field is computed; clear means the field is 0
-// and is not verified (the WAL option computeChecksums: false).
+// byte. Flag bit 0 set means the record's CRC-32 field is computed. Clear means the field is 0
+// and is not verified, which is what the WAL option computeChecksums: false writes.
 //
 // Writer registration, 12 bytes + uid. It binds a writer id to a server uid for the records
 // that follow it in the same file. Every file registers a writer before that writer's first
@@ -51,7 +51,7 @@ export const WAL_FORMAT_VERSION = 1;
 export const WAL_FILE_HEADER_BYTES = 32;
 export const WAL_REGISTRATION_HEADER_BYTES = 12;
 export const WAL_ENTRY_HEADER_BYTES = 32;
-/** Longest server uid a registration record holds, in UTF-8 bytes. */
+/** Maximum length of a server uid in a registration record, in UTF-8 bytes. */
 export const WAL_UID_MAX_BYTES = 1024;
 
 export const RECORD_TYPE_REGISTRATION = 1;

@@ -1,5 +1,5 @@
 // Durable current term and voted-for of one server, in `<serverDir>/meta`. Raft requires both
-// to be on disk before the server answers a vote request or starts an election.
+// to be on disk before the server replies to a vote request or starts an election.
 //
 // The file holds two fixed 512-byte slots, A at offset 0 and B at offset 512. A write goes to
 // the slot that does not hold the newest valid state, with a higher sequence number, and is
@@ -27,7 +27,7 @@ const FORMAT_VERSION = 1;
 const NO_VOTE = 0xffff;
 const VOTED_FOR_OFFSET = 24;
 const CRC_OFFSET = SLOT_BYTES - 4;
-/** Longest voted-for peer id the meta file holds, in UTF-8 bytes. */
+/** Maximum length of the voted-for peer id in the meta file, in UTF-8 bytes. */
 export const META_VOTED_FOR_MAX_BYTES = CRC_OFFSET - VOTED_FOR_OFFSET;
 
 const TWO_POW_32 = 2 ** 32;
@@ -46,7 +46,7 @@ export class MetaStore {
   #fd: number;
   #state: MetaState;
   #sequence: number;
-  // Slot that holds the newest valid state, or -1 for a new file.
+  // Slot that contains the newest valid state, or -1 for a new file.
   #currentSlot: number;
 
   private constructor(filePath: string, fd: number, state: SlotState, currentSlot: number) {

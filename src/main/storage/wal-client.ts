@@ -1,7 +1,7 @@
-// Main-thread side of a system's shared WAL. Servers append entries into the append ring; the
-// WAL worker writes and syncs them in batches and reports `written` runs back through the
-// notification ring, which this client drains with Atomics.waitAsync so the event loop never
-// blocks.
+// Main-thread side of a system's shared WAL. Servers append entries into the append ring, and
+// the WAL worker writes and syncs them in batches. The worker reports `written` runs back
+// through the notification ring, which this client drains with Atomics.waitAsync, so the event
+// loop never blocks.
 //
 // Paths an append takes, in order of preference, always keeping each writer's order:
 // 1. Straight into the append ring (no copy besides the one into shared memory).
@@ -32,12 +32,13 @@ import {
   type LargeEntryMessage,
 } from '../../shared/wal-format.js';
 import { workerFileUrl } from '../../shared/worker-path.js';
-import type { RecoveredWriterMessage, WalWorkerData, WalWorkerMessage } from '../../workers/wal.js';
+import { silentLogger, type Logger } from '../logger.js';
+import type { RecoveredWriterMessage, TornTail, WalWorkerData, WalWorkerMessage } from '../../workers/wal.js';
 
 export interface WalOptions {
   /** Directory of the system's WAL files: `<dataDir>/<system>/wal`. Created when missing. */
   dir: string;
-  /** How each batch is made durable: fdatasync (default), fsync, or nothing ('none' loses acknowledged entries on power loss). */
+  /** Sync call after each batch: fdatasync (default), fsync, or none ('none' loses acknowledged entries on power loss). */
   syncMethod?: 'datasync' | 'sync' | 'none';
   /** Maximum entries per write + sync. Default 8192. */
   maxBatchSize?: number;
@@ -59,6 +60,8 @@ export interface WalOptions {
   computeChecksums?: boolean;
   /** Tests only: the Nth sync call in the worker (1-based) fails with an EIO error. */
   faultInjection?: { failSyncAfter?: number };
+  /** Receives start, torn-tail, fatal and close lines. Default: a silent logger. */
+  logger?: Logger;
 }
 
 export interface RecoveredWriter {
@@ -97,6 +100,7 @@ export class WalClient {
   readonly #counterSet: CounterSet<WalCounterName>;
   readonly #largeEntryPort: MessagePort;
   readonly #maxPendingBytes: number;
+  readonly #log: Logger;
   readonly #writerIdByUid = new Map<string, number>();
   readonly #writtenListeners: WrittenListener[] = [];
   readonly #fatalListeners: FatalListener[] = [];
@@ -124,6 +128,7 @@ export class WalClient {
     this.counters = new WalCounters(counterSet);
     this.#largeEntryPort = largeEntryPort;
     this.#maxPendingBytes = maxPendingBytes;
+    this.#log = (options.logger ?? silentLogger()).child({ wal: options.dir });
   }
 
   /**
@@ -164,9 +169,9 @@ export class WalClient {
     const worker = new Worker(workerFileUrl('wal'), { workerData, transferList: [channel.port2] });
     const wal = new WalClient(options, worker, appendRing, notificationRing, counterSet, channel.port1, maxPendingBytes);
 
-    const writers = await new Promise<RecoveredWriterMessage[]>((resolve, reject) => {
+    const { writers, tornTail } = await new Promise<{ writers: RecoveredWriterMessage[]; tornTail: TornTail | null }>((resolve, reject) => {
       const onMessage = (message: WalWorkerMessage): void => {
-        if (message.type === 'recovered') resolve(message.writers);
+        if (message.type === 'recovered') resolve({ writers: message.writers, tornTail: message.tornTail });
         else if (message.type === 'recovery_failed') reject(new StorageError(message.message));
         else reject(new StorageError(`WAL worker for ${options.dir} sent "${message.type}" before finishing recovery`));
       };
@@ -176,13 +181,21 @@ export class WalClient {
       worker.once('error', onError);
       worker.once('exit', onExit);
     }).catch(async (error: unknown) => {
+      wal.#log.error({ err: error }, 'WAL recovery failed');
       await worker.terminate();
       throw error;
     });
     worker.removeAllListeners();
     wal.#attachWorkerListeners();
     void wal.#runNotificationLoop();
-    return { wal, recovered: unpackRecovered(writers) };
+    const recovered = unpackRecovered(writers);
+    if (tornTail !== null) {
+      wal.#log.warn(tornTail, 'WAL recovery dropped a torn final write that was never synced');
+    }
+    let entryCount = 0;
+    for (const entries of recovered.values()) entryCount += entries.length;
+    wal.#log.info({ writers: recovered.size, entries: entryCount, syncMethod, maxBatchSize, maxBatchBytes, ringBytes }, 'WAL started');
+    return { wal, recovered };
   }
 
   /** Registers a server uid as a writer and returns its writer id; the same uid gets the same id for this client's life. */
@@ -245,7 +258,7 @@ export class WalClient {
     this.#enqueue(record);
   }
 
-  /** True while the overflow queue holds more than maxPendingBytes: reject client commands with OverloadedError. */
+  /** True while the overflow queue contains more than maxPendingBytes: reject client commands with OverloadedError. */
   isOverloaded(): boolean {
     return this.#pendingBytes > this.#maxPendingBytes;
   }
@@ -284,6 +297,7 @@ export class WalClient {
     this.#largeEntryPort.close();
     await this.#worker.terminate();
     if (this.#fatal !== null) throw this.#fatal;
+    this.#log.info({ entries: this.counters.entries, fsyncs: this.counters.fsyncs }, 'WAL closed');
   }
 
   #assertOpen(): void {
@@ -384,6 +398,7 @@ export class WalClient {
   #reportFatal(error: StorageError): void {
     if (this.#fatal !== null) return;
     this.#fatal = error;
+    this.#log.error({ err: error }, 'WAL stopped after a fatal storage error');
     this.#onClosed?.();
     for (const listener of this.#fatalListeners) listener(error);
   }
