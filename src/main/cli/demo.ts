@@ -117,6 +117,9 @@ class DemoOutput {
  */
 export async function runDemo(options: DemoOptions): Promise<number> {
   demoOptionsFromCli({ duration: options.durationS, clients: options.clients, groups: options.groups, kill: options.kill });
+  if (options.keyCount !== undefined) {
+    parseNumber('keyCount', options.keyCount, 1, 1_000_000);
+  }
   const output = new DemoOutput(options.output ?? process.stdout);
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'rana-demo-'));
   const ports = await pickFreePorts(2 * nodeIds.length);
