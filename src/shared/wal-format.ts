@@ -231,7 +231,11 @@ export function parseRecordAt(bytes: Uint8Array, view: DataView, offset: number)
   return { type: 'entry', offset, end, writerId, index, term, kind, dataOffset, dataLength, checksummed };
 }
 
-/** Returns the offset of the first checksummed valid record after `offset`, or -1. */
+/**
+ * Returns the offset of the first checksummed valid record after `offset`, or -1.
+ * NOTE: a torn record whose data embeds a complete checksummed WAL record is reported as
+ * corruption, because the embedded record looks valid. The scan checks every byte offset.
+ */
 function findValidRecordAfter(bytes: Uint8Array, view: DataView, offset: number): number {
   for (let candidate = offset + 1; candidate < bytes.byteLength; candidate++) {
     const type = bytes[candidate];

@@ -127,7 +127,7 @@ class WalWriter {
       const bytes = fs.readFileSync(filePath);
       replay.startFile();
       // TODO: read files in chunks; a whole-file read needs memory for the largest WAL file.
-      // NOTE: a torn tail is dropped in every file, though only the last file can legitimately have one until roll-over exists.
+      // TODO: with roll-over, decide whether a torn tail in a file before the last one is corruption; it is dropped for now.
       const result = scanWalFile(filePath, bytes, (record) => replay.apply(filePath, bytes, record));
       lastValidEnd = result.validEndOffset;
       if (result.tornTailBytes > 0 && fileNumber === fileNumbers[fileNumbers.length - 1]) {

@@ -63,23 +63,9 @@ export class MetaStore {
    * StorageError when the file is not empty and neither slot is valid.
    */
   static open(filePath: string): MetaStore {
-    let created = false;
-    let fd: number;
+    if (!fs.existsSync(filePath)) createMetaFile(filePath);
+    const fd = fs.openSync(filePath, 'r+');
     try {
-      fd = fs.openSync(filePath, 'r+');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      fd = fs.openSync(filePath, 'w+');
-      created = true;
-    }
-    try {
-      if (created) {
-        // Slot A starts valid (term 0, no vote), so a torn first write still leaves a valid slot.
-        const initial = encodeSlot(1, 0, null);
-        fs.writeSync(fd, initial, 0, initial.byteLength, 0);
-        fs.fsyncSync(fd);
-        syncDirectory(path.dirname(filePath));
-      }
       const bytes = Buffer.alloc(SLOT_BYTES * SLOT_COUNT);
       const length = fs.readSync(fd, bytes, 0, bytes.byteLength, 0);
       const slots = [0, 1].map((slot) => decodeSlot(bytes, slot, length));
@@ -142,6 +128,23 @@ export class MetaStore {
     fs.closeSync(this.#fd);
     this.#fd = -1;
   }
+}
+
+// Creates the file with slot A valid (term 0, no vote), so a torn first write still leaves a
+// valid slot. The slot is written to a temporary name and renamed, so a crash during creation
+// leaves either no file or a complete one.
+function createMetaFile(filePath: string): void {
+  const tempPath = `${filePath}.tmp`;
+  const initial = encodeSlot(1, 0, null);
+  const fd = fs.openSync(tempPath, 'w');
+  try {
+    fs.writeSync(fd, initial, 0, initial.byteLength, 0);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tempPath, filePath);
+  syncDirectory(path.dirname(filePath));
 }
 
 function encodeSlot(sequence: number, term: number, votedFor: Uint8Array | null): Buffer {
