@@ -242,6 +242,31 @@ describe('RaftCore elections', () => {
     expect(sim.leader()!.core.term).toBe(2);
   });
 
+  it('restarted leader with a lost tail is replaced', () => {
+    const sim = new RaftSim({ ids: ids3, seed: 23 });
+    const old = sim.elect();
+    const others = ids3.filter((id) => id !== old.id);
+    sim.autoWrite = false;
+
+    // The followers write the command and it commits, but the leader crashes before its own write.
+    sim.command(old.id, 1);
+    sim.settle();
+    for (const id of others) sim.completeWrite(id);
+    sim.settle();
+    expect(old.core.commitIndex).toBe(2);
+    sim.crash(old.id);
+    const restarted = sim.restart(old.id);
+    expect(restarted.core.lastIndex).toBe(1);
+
+    // The followers never suspected the leader, but its pre-vote shows it leads no more.
+    sim.autoWrite = true;
+    sim.runUntil(() => sim.leader() !== undefined && others.includes(sim.leader()!.id));
+    // The new leader's noop at index 3 commits the command along with it.
+    sim.runUntil(() => restarted.core.commitIndex === 3);
+    expect(restarted.core.entries(2, 2)[0].kind).toBe('command');
+    expect(sim.leader()!.core.term).toBe(2);
+  });
+
   it('idle group asks for no ticks and sends nothing', () => {
     const sim = new RaftSim({ ids: ids3, seed: 17 });
     const leader = sim.elect();

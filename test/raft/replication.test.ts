@@ -72,7 +72,7 @@ describe('RaftCore replication', () => {
     expect(replies(first)).toEqual([]);
     expect(first.find((e) => e.type === 'persist_entries')).toEqual({ type: 'persist_entries', entries: [entry(1, 1), entry(2, 1)] });
 
-    // A probe with nothing new is answered at once, with the durable match only.
+    // A probe with nothing new gets a reply at once, with the durable match only.
     const probe = core.handle({ type: 'message', from: 'a', message: append(1, 2, 1, [], 0, 2), nowMs: 1 });
     expect(replies(probe)).toEqual([
       { type: 'append_entries_reply', term: 1, success: true, matchIndex: 0, nextIndexHint: 0, seq: 2 },
@@ -201,7 +201,7 @@ describe('RaftCore replication', () => {
     sim.handle('a', { type: 'trigger_election', nowMs: 0 });
     sim.settle();
     expect(sim.core('a').role).toBe('leader');
-    // b already holds entry 2 and replies at once, but entry 2 has term 2 and the leader's term is 3.
+    // b already has entry 2 and replies at once, but entry 2 has term 2 and the leader's term is 3.
     expect(sim.core('a').commitIndex).toBe(0);
 
     while (sim.completeWrite('b'));

@@ -81,9 +81,9 @@ export class RaftSim {
     this.autoWrite = options.autoWrite ?? true;
     this.members = options.ids.map((id) => ({ id, membership: options.memberships?.[id] ?? 'voter' }));
     for (const id of options.ids) {
-      const given = options.initial?.[id];
-      const durable: DurableState = given
-        ? { term: given.term, votedFor: given.votedFor, entries: [...given.entries] }
+      const initialState = options.initial?.[id];
+      const durable: DurableState = initialState
+        ? { term: initialState.term, votedFor: initialState.votedFor, entries: [...initialState.entries] }
         : { term: 0, votedFor: null, entries: [] };
       this.nodes.set(id, this.#newNode(id, durable));
     }
@@ -179,7 +179,7 @@ export class RaftSim {
     throw new Error(`the sim did not settle within ${SETTLE_STEPS_MAX} steps; a member keeps sending`);
   }
 
-  /** Advances virtual time by `durationMs` in steps, ticking every live member that asks for ticks, then settling. */
+  /** Advances virtual time by `durationMs` in steps, ticking every live member whose needsTick() is true, then settling. */
   advance(durationMs: number, stepMs = 10): void {
     const endMs = this.nowMs + durationMs;
     while (this.nowMs < endMs) {

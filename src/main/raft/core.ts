@@ -2,10 +2,10 @@
 // events (`nowMs`), randomness through the injected `random` function, and every decision
 // leaves as an effect for the server wrapper to execute in order.
 //
-// Unlike textbook Raft, an idle group exchanges no heartbeats. A follower that knows its leader
-// runs no election timer; it starts one only when it knows no leader, when the node-level
+// Unlike textbook Raft, an idle group exchanges no heartbeats. A follower with a known leader
+// runs no election timer. It starts one only when no leader is known, when the node-level
 // failure detector suspects the leader's node (`peer_status`), or on `trigger_election`.
-// A leader that meets a pre-vote or a stale vote request from a member answers with an
+// A leader that receives a pre-vote or a stale vote request from a member replies with an
 // append-entries, so a member that lost track of the leader learns it without an election.
 
 import { InvalidConfigError } from '../errors.js';
@@ -83,7 +83,7 @@ interface FollowerProgress {
   sentSeq: number;
   /** Highest seq echoed in a reply from this follower in the current term. */
   ackSeq: number;
-  /** Failure replies to requests older than this seq were answered by an earlier reset and are ignored. */
+  /** Failure replies to requests older than this seq are stale (an earlier reset covered them) and are ignored. */
   resetSeq: number;
   /** Commit index the follower can derive from what was sent to it. */
   commitIndexSent: number;
@@ -132,7 +132,7 @@ export class RaftCore {
   #commitIndex = 0;
   #lastApplied = 0;
   #electionDeadlineMs: number | null = null;
-  /** Set when an election timer is wanted but no event has told the time yet (at construction). */
+  /** True when an election timer is needed but no event has carried the time yet (at construction). */
   #electionTimerPending = false;
   /** Peers whose node the failure detector currently suspects. */
   readonly #peersDown = new Set<PeerId>();
@@ -351,7 +351,7 @@ export class RaftCore {
   }
 
   /**
-   * Starts a pre-vote round: asks the voters whether they would vote for this member in the
+   * Starts a pre-vote round: sends the voters a request asking whether they would vote for this member in the
    * next term. The term and vote stay unchanged here and at every receiver, so a member cut
    * off from the others cannot raise the group's term by retrying elections.
    */
@@ -560,8 +560,13 @@ export class RaftCore {
       this.#probeMember(from);
       return;
     }
-    const liveLeader =
-      this.#role === 'follower' && this.#leaderId !== null && !this.#leaderSuspected && this.#leaderId !== from;
+    if (this.#role === 'follower' && this.#leaderId === from) {
+      // The own leader campaigns, so it restarted and leads no more. Without this reset a leader
+      // that lost its unwritten tail could never win, and every other member would keep
+      // rejecting pre-votes on its behalf: the group would have no leader for good.
+      this.#setLeader(null);
+    }
+    const liveLeader = this.#role === 'follower' && this.#leaderId !== null && !this.#leaderSuspected;
     const granted =
       this.#voterIds.has(from) &&
       request.term > this.#term &&
@@ -585,7 +590,7 @@ export class RaftCore {
       if (this.#role === 'leader') this.#probeMember(from);
       return;
     }
-    // A vote is given at most once per term; repeating it to the same candidate is safe.
+    // One vote per term: granted only if votedFor is empty or already names this candidate.
     const granted =
       this.#voterIds.has(from) &&
       (this.#votedFor === null || this.#votedFor === from) &&
@@ -629,7 +634,7 @@ export class RaftCore {
     if (this.#role !== 'follower' || this.#leaderId !== request.leaderId) {
       this.#becomeFollower(request.term, request.leaderId);
     }
-    // A message from the leader proves it alive, whatever the failure detector last said.
+    // A message from the leader proves it alive, whatever the failure detector last reported.
     if (this.#leaderSuspected) {
       this.#leaderSuspected = false;
       this.#updateElectionTimer();
@@ -760,12 +765,12 @@ export class RaftCore {
   /**
    * Sends the follower the entries it lacks, as far as its in-flight window allows. With
    * nothing to send and nothing in flight, sends an empty append-entries if the follower
-   * has not yet been told the current commit index, so idle groups still apply everywhere.
+   * has not yet been sent the current commit index, so idle groups still apply everywhere.
    */
   #replicateTo(id: PeerId, p: FollowerProgress): void {
     if (this.#peersDown.has(id)) return;
     let sent = false;
-    // Bounded: each pass sends at least one entry and the window holds maxInflightEntries.
+    // Bounded: each pass sends at least one entry and the window is maxInflightEntries.
     while (p.nextIndex <= this.#log.lastIndex) {
       const windowEntries = this.#maxInflightEntries - (p.nextIndex - 1 - p.matchIndex);
       if (windowEntries <= 0) break;
@@ -812,7 +817,7 @@ export class RaftCore {
     this.#sendAppendEntries(id, p, this.#maxEntriesPerAppend);
   }
 
-  /** Answers a member that asked for votes while this leader leads: an append-entries tells it who leads. */
+  /** Sends an append-entries to a member that requested votes while this leader leads, so it learns the leader. */
   #probeMember(id: PeerId): void {
     const p = this.#progress.get(id);
     if (p !== undefined) this.#resendFromMatch(id, p);
@@ -835,8 +840,8 @@ export class RaftCore {
   /**
    * Commits the highest index that a majority of voters hold durably, if its entry is from the
    * current term. An older-term entry is never committed by counting replicas, because a
-   * later leader could still overwrite it (Raft paper, section 5.4.2); it commits along with
-   * the first current-term entry above it. Returns true when the commit index advanced.
+   * later leader could still overwrite it. It commits along with the first current-term entry
+   * above it. Returns true when the commit index advanced.
    */
   #advanceLeaderCommit(): boolean {
     const matchIndexes: number[] = [];
@@ -936,7 +941,7 @@ export class RaftCore {
   }
 }
 
-/** True while the follower has entries sent but not acknowledged as written, or a request not yet answered. */
+/** True while the follower has entries sent but not acknowledged as written, or a request without a reply. */
 function isOutstanding(p: FollowerProgress): boolean {
   return p.ackSeq < p.sentSeq || p.matchIndex < p.nextIndex - 1;
 }

@@ -67,7 +67,7 @@ export class RaftLog {
   /** Removes every entry after `index`. */
   truncateAfter(index: number): void {
     if (index < 0 || index > this.lastIndex) {
-      throw new RaftInvariantError(`cannot truncate after index ${index}: the log holds 1..${this.lastIndex}`);
+      throw new RaftInvariantError(`cannot truncate after index ${index}: it is outside 0..${this.lastIndex}`);
     }
     this.#entries.length = index;
   }
