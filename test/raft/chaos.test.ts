@@ -3,7 +3,7 @@ import { mulberry32, RaftSim } from '../support/raft-sim.js';
 
 const ids5 = ['a', 'b', 'c', 'd', 'e'];
 
-/** Crashes a live member or restarts a crashed one, and tells the others as a failure detector would. */
+/** Crashes a live member or restarts a crashed one, and reports the change to the others as a failure detector would. */
 function toggleCrash(sim: RaftSim, victim: string): void {
   const wasAlive = sim.node(victim).alive;
   if (wasAlive) sim.crash(victim);
