@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// The `rana` command line: run a KV node, or the local three-node demo that `npm start` runs.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { startKvService } from './kv.js';
+import { demoOptionsFromCli, runDemo } from './demo.js';
+
+function positiveInteger(name: string) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got "${text}"`);
+    return value;
+  };
+}
+
+function peerList(text: string): Record<string, string> {
+  const peers: Record<string, string> = {};
+  if (text.trim() === '') return peers;
+  for (const part of text.split(',')) {
+    const [id, address] = part.split('=');
+    if (!id || !address) throw new InvalidArgumentError(`peer "${part}" must look like n2=127.0.0.1:7002`);
+    peers[id.trim()] = address.trim();
+  }
+  return peers;
+}
+
+const program = new Command();
+program.name('rana').description('Raft replication for Node.js: run a KV node or the local demo cluster');
+
+program
+  .command('kv')
+  .description('run one node of the replicated key-value service with an HTTP API')
+  .requiredOption('--id <id>', 'node id, for example n1')
+  .requiredOption('--listen <host:port>', 'address for other nodes (TCP)')
+  .requiredOption('--http <host:port>', 'address of the HTTP API')
+  .option('--peers <list>', 'other nodes as id=host:port,id=host:port', peerList, {})
+  .requiredOption('--data <dir>', 'data directory of this node')
+  .option('--groups <n>', 'number of Raft groups the keys are spread over (the same on every node)', positiveInteger('--groups'), 16)
+  .addOption(new Option('--sync-method <method>', 'how the WAL makes batches durable').choices(['datasync', 'sync', 'none']).default('datasync'))
+  .option('--wal-max-batch-size <n>', 'entries per WAL write and sync', positiveInteger('--wal-max-batch-size'))
+  .option('--timeout-ms <ms>', 'timeout of one command or read, in milliseconds', positiveInteger('--timeout-ms'), 5000)
+  .option('--log-level <level>', 'pino log level: fatal, error, warn, info, debug', 'info')
+  .action(async (opts) => {
+    const service = await startKvService({
+      id: opts.id,
+      listen: opts.listen,
+      http: opts.http,
+      peers: opts.peers,
+      dataDir: opts.data,
+      groups: opts.groups,
+      syncMethod: opts.syncMethod,
+      walMaxBatchSize: opts.walMaxBatchSize,
+      timeoutMs: opts.timeoutMs,
+      logLevel: opts.logLevel,
+    });
+    const shutdown = (signal: string): void => {
+      service.node.logger.info({ signal }, 'stopping');
+      service.stop().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          service.node.logger.error({ err: error }, 'stop failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+
+program
+  .command('demo')
+  .description('start three KV nodes as child processes, drive a workload, kill and restart a leader, and report')
+  .option('--duration <s>', 'length of the workload in seconds', '20')
+  .option('--clients <n>', 'concurrent HTTP clients', '32')
+  .option('--groups <n>', 'Raft groups the keys are spread over', '16')
+  .option('--no-kill', 'do not kill and restart the leading node halfway through')
+  .option('--keep-data', 'keep the temporary data directory and node logs')
+  .action(async (opts) => {
+    process.exitCode = await runDemo(demoOptionsFromCli(opts));
+  });
+
+await program.parseAsync(process.argv);

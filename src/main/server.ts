@@ -1,0 +1,460 @@
+// One member of one Raft group on this node: it drives the pure Raft core with events and
+// executes the effects the core returns (WAL appends, durable votes, messages, applying
+// committed entries to the machine, replies to callers).
+
+import { pack, unpack } from 'msgpackr';
+import type { Logger } from './logger.js';
+import type { Machine } from './machine.js';
+import { RaftCore } from './raft/core.js';
+import type { LogEntry, Member, PeerId, RaftEffect, RaftEvent, RaftMessage, Role } from './raft/types.js';
+import type { MetaStore } from './storage/meta-store.js';
+import type { WalClient } from './storage/wal-client.js';
+import { NotLeaderError, RanaError, StoppedError, TimeoutError, type ServerRef } from './errors.js';
+
+export interface ServerConfig {
+  /** Cluster name; every member of a group has this name, on a different node. */
+  name: string;
+  uid: string;
+  machine: string;
+  machineArgs?: unknown;
+  /** Node ids of the members, including this one. */
+  members: Member[];
+}
+
+/** What a server needs from its system and node, passed in so the server stays testable. */
+export interface ServerHost {
+  nodeId: string;
+  wal: WalClient;
+  logger: Logger;
+  send(toNode: string, cluster: string, message: RaftMessage): void;
+  /** The core asked for ticks, or stopped asking; the system keeps the set of ticking servers. */
+  setTicking(server: RaftServer, ticking: boolean): void;
+  nowMs(): number;
+  random(): number;
+}
+
+export interface ServerStatus {
+  name: string;
+  node: string;
+  uid: string;
+  role: Role;
+  term: number;
+  leader: string | null;
+  commitIndex: number;
+  lastApplied: number;
+  lastIndex: number;
+  lastWritten: number;
+  members: Member[];
+  machine: Record<string, unknown> | undefined;
+}
+
+interface PendingCall {
+  correlation: number;
+  deadlineMs: number;
+  timeoutMs: number;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  settled: boolean;
+}
+
+interface PendingCommand extends PendingCall {
+  index: number;
+  term: number;
+}
+
+interface PendingRead extends PendingCall {
+  query: string;
+  args: unknown;
+  readIndex: number;
+}
+
+/** Upper bound on parked calls per server while no leader is known; more get NotLeaderError at once. */
+const PARKED_CALLS_MAX = 10_000;
+
+export class RaftServer {
+  readonly config: ServerConfig;
+  readonly ref: ServerRef;
+  readonly writerId: number;
+
+  #core: RaftCore;
+  #machine: Machine;
+  #state: unknown;
+  #host: ServerHost;
+  #meta: MetaStore;
+  #log: Logger;
+  #stopped = false;
+  #nextCorrelation = 1;
+
+  /** Commands the core accepted but that are not applied yet, by correlation until accepted, then by index. */
+  #calls = new Map<number, PendingCall>();
+  #commandsByIndex = new Map<number, PendingCommand>();
+  /** Reads confirmed by a quorum round, waiting for last applied to reach their read index. */
+  #readsWaitingApply: PendingRead[] = [];
+  /** Calls parked until a leader is known, with their retry functions. */
+  #parked: { deadlineMs: number; retry(): void; fail(error: Error): void }[] = [];
+  /** All pending calls in deadline order (every call gets the same kind of timeout, so FIFO is close to sorted). */
+  #deadlines: PendingCall[] = [];
+
+  constructor(config: ServerConfig, machine: Machine, host: ServerHost, meta: MetaStore, recovered: LogEntry[]) {
+    this.config = config;
+    this.ref = { name: config.name, node: host.nodeId };
+    this.#machine = machine;
+    this.#host = host;
+    this.#meta = meta;
+    this.#log = host.logger.child({ group: config.name });
+    this.#state = machine.init(config.machineArgs);
+    this.writerId = host.wal.registerWriter(config.uid);
+
+    const { term, votedFor } = meta.read();
+    this.#core = new RaftCore({
+      id: host.nodeId,
+      members: config.members,
+      random: host.random,
+      initial: { term, votedFor, entries: recovered },
+    });
+    this.#log.info({ term, lastIndex: this.#core.lastIndex, members: config.members.map((m) => m.id) }, 'server started');
+    this.#afterHandle();
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  get role(): Role {
+    return this.#core.role;
+  }
+
+  get leaderNode(): string | null {
+    return this.#core.leaderId;
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  status(): ServerStatus {
+    return {
+      name: this.config.name,
+      node: this.#host.nodeId,
+      uid: this.config.uid,
+      role: this.#core.role,
+      term: this.#core.term,
+      leader: this.#core.leaderId,
+      commitIndex: this.#core.commitIndex,
+      lastApplied: this.#core.lastApplied,
+      lastIndex: this.#core.lastIndex,
+      lastWritten: this.#core.lastWritten,
+      members: this.config.members,
+      machine: this.#machine.overview?.(this.#state),
+    };
+  }
+
+  // ---- events from the node and system ----
+
+  receive(from: PeerId, message: RaftMessage): void {
+    this.#handle({ type: 'message', from, message, nowMs: this.#host.nowMs() });
+  }
+
+  written(term: number, fromIndex: number, toIndex: number): void {
+    this.#handle({ type: 'written', term, fromIndex, toIndex, nowMs: this.#host.nowMs() });
+  }
+
+  peerStatus(peer: PeerId, up: boolean): void {
+    if (!this.config.members.some((m) => m.id === peer)) return;
+    this.#handle({ type: 'peer_status', peer, up, nowMs: this.#host.nowMs() });
+  }
+
+  tick(nowMs: number): void {
+    this.#handle({ type: 'tick', nowMs });
+    this.#expireCalls(nowMs);
+  }
+
+  triggerElection(): void {
+    this.#handle({ type: 'trigger_election', nowMs: this.#host.nowMs() });
+  }
+
+  // ---- client calls ----
+
+  /**
+   * Proposes an encoded command. Resolves with the machine's reply once the entry is applied
+   * here. Rejects with NotLeaderError (with a hint) when this member is not the leader, and
+   * parks the call until the deadline while no leader is known.
+   */
+  command(command: unknown, timeoutMs: number): Promise<unknown> {
+    const data = pack(command);
+    return new Promise((resolve, reject) => {
+      const deadlineMs = this.#host.nowMs() + timeoutMs;
+      const attempt = (): void => {
+        if (this.#rejectIfStopped(reject)) return;
+        if (this.#core.role !== 'leader') {
+          if (this.#core.leaderId === null) {
+            this.#park(deadlineMs, attempt, reject, `command to ${this.#describe()}`, timeoutMs);
+          } else {
+            reject(new NotLeaderError(this.ref, this.#leaderRef()));
+          }
+          return;
+        }
+        const call = this.#newCall(deadlineMs, timeoutMs, resolve, reject);
+        this.#handle({ type: 'command', correlation: call.correlation, data, nowMs: this.#host.nowMs() });
+      };
+      attempt();
+    });
+  }
+
+  /** Runs a machine query after a read-index round confirms leadership: a linearizable read. */
+  consistentQuery(query: string, args: unknown, timeoutMs: number): Promise<unknown> {
+    const fn = this.#machine.queries?.[query];
+    if (!fn) {
+      const known = Object.keys(this.#machine.queries ?? {}).join(', ') || 'none';
+      return Promise.reject(new RanaError('INVALID_CONFIG', `machine ${this.config.machine} has no query "${query}"; its queries: ${known}`));
+    }
+    return new Promise((resolve, reject) => {
+      const deadlineMs = this.#host.nowMs() + timeoutMs;
+      const attempt = (): void => {
+        if (this.#rejectIfStopped(reject)) return;
+        if (this.#core.role !== 'leader') {
+          if (this.#core.leaderId === null) {
+            this.#park(deadlineMs, attempt, reject, `query ${query} at ${this.#describe()}`, timeoutMs);
+          } else {
+            reject(new NotLeaderError(this.ref, this.#leaderRef()));
+          }
+          return;
+        }
+        const call = this.#newCall(deadlineMs, timeoutMs, resolve, reject) as PendingRead;
+        call.query = query;
+        call.args = args;
+        call.readIndex = -1;
+        this.#handle({ type: 'read_index', correlation: call.correlation, nowMs: this.#host.nowMs() });
+      };
+      attempt();
+    });
+  }
+
+  /** Returns the log entries this member has made durable, for a restart within this process. */
+  durableEntries(): LogEntry[] {
+    const lastWritten = this.#core.lastWritten;
+    return lastWritten === 0 ? [] : this.#core.entries(1, lastWritten);
+  }
+
+  /** Runs a query on this member's current state with no consensus round: possibly stale. */
+  localQuery<T>(fn: (state: unknown) => T): T {
+    return fn(this.#state);
+  }
+
+  stop(reason: string): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#host.setTicking(this, false);
+    const error = new StoppedError(`${this.#describe()} stopped (${reason}); the outcome of calls in flight is unknown`);
+    for (const call of this.#calls.values()) this.#settle(call, undefined, error);
+    for (const call of this.#commandsByIndex.values()) this.#settle(call, undefined, error);
+    for (const read of this.#readsWaitingApply) this.#settle(read, undefined, error);
+    for (const parked of this.#parked) parked.fail(error);
+    this.#calls.clear();
+    this.#commandsByIndex.clear();
+    this.#readsWaitingApply = [];
+    this.#parked = [];
+    this.#deadlines = [];
+    this.#meta.close();
+    this.#log.info('server stopped');
+  }
+
+  // ---- core driving ----
+
+  #handle(event: RaftEvent): void {
+    if (this.#stopped) return;
+    const effects = this.#core.handle(event);
+    this.#execute(effects);
+    this.#afterHandle();
+  }
+
+  #afterHandle(): void {
+    this.#host.setTicking(this, !this.#stopped && (this.#core.needsTick() || this.#deadlines.length > 0 || this.#parked.length > 0));
+  }
+
+  #execute(effects: RaftEffect[]): void {
+    for (const effect of effects) {
+      switch (effect.type) {
+        case 'send':
+          this.#host.send(effect.to, this.config.name, effect.message);
+          break;
+        case 'persist_entries':
+          for (const entry of effect.entries) this.#host.wal.append(this.writerId, entry);
+          break;
+        case 'persist_meta':
+          // Synchronous on purpose: the vote must be durable before the reply that follows it
+          // in this effect list is sent.
+          this.#meta.write(effect.term, effect.votedFor);
+          break;
+        case 'apply':
+          this.#apply(effect.entries);
+          break;
+        case 'command_accepted': {
+          const call = this.#calls.get(effect.correlation);
+          if (!call) break;
+          this.#calls.delete(effect.correlation);
+          const pending = call as PendingCommand;
+          pending.index = effect.index;
+          pending.term = effect.term;
+          this.#commandsByIndex.set(effect.index, pending);
+          break;
+        }
+        case 'command_rejected':
+        case 'read_rejected': {
+          const call = this.#calls.get(effect.correlation);
+          if (!call) break;
+          this.#calls.delete(effect.correlation);
+          this.#settle(call, undefined, new NotLeaderError(this.ref, this.#leaderRef()));
+          break;
+        }
+        case 'read_ready': {
+          const call = this.#calls.get(effect.correlation) as PendingRead | undefined;
+          if (!call) break;
+          this.#calls.delete(effect.correlation);
+          call.readIndex = effect.readIndex;
+          this.#readsWaitingApply.push(call);
+          this.#answerReads();
+          break;
+        }
+        case 'role_changed':
+          this.#log.info({ role: effect.role, term: effect.term, leader: effect.leader }, 'role changed');
+          this.#machine.stateEnter?.(effect.role, this.#state);
+          if (effect.leader !== null) this.#retryParked();
+          break;
+        default: {
+          const unknown: never = effect;
+          throw new Error(`unknown Raft effect ${JSON.stringify(unknown)}`);
+        }
+      }
+    }
+  }
+
+  #apply(entries: LogEntry[]): void {
+    for (const entry of entries) {
+      let reply: unknown = undefined;
+      if (entry.kind === 'command') {
+        const command = unpack(entry.data);
+        const result = this.#machine.apply({ index: entry.index, term: entry.term }, command, this.#state);
+        this.#state = result.state;
+        reply = result.reply;
+      }
+      const pending = this.#commandsByIndex.get(entry.index);
+      if (pending) {
+        this.#commandsByIndex.delete(entry.index);
+        if (pending.term === entry.term) {
+          this.#settle(pending, reply);
+        } else {
+          // Another leader's entry took this index, so this command was never committed.
+          this.#settle(pending, undefined, new NotLeaderError(this.ref, this.#leaderRef()));
+        }
+      }
+    }
+    this.#answerReads();
+  }
+
+  #answerReads(): void {
+    if (this.#readsWaitingApply.length === 0) return;
+    const lastApplied = this.#core.lastApplied;
+    const waiting: PendingRead[] = [];
+    for (const read of this.#readsWaitingApply) {
+      if (read.readIndex > lastApplied) {
+        waiting.push(read);
+        continue;
+      }
+      try {
+        this.#settle(read, this.#machine.queries![read.query](this.#state, read.args));
+      } catch (error) {
+        this.#settle(read, undefined, error as Error);
+      }
+    }
+    this.#readsWaitingApply = waiting;
+  }
+
+  // ---- pending call bookkeeping ----
+
+  #newCall(deadlineMs: number, timeoutMs: number, resolve: (value: unknown) => void, reject: (error: Error) => void): PendingCall {
+    const call: PendingCall = { correlation: this.#nextCorrelation++, deadlineMs, timeoutMs, resolve, reject, settled: false };
+    this.#calls.set(call.correlation, call);
+    this.#deadlines.push(call);
+    return call;
+  }
+
+  #settle(call: PendingCall, value: unknown, error?: Error): void {
+    if (call.settled) return;
+    call.settled = true;
+    if (error) call.reject(error);
+    else call.resolve(value);
+  }
+
+  #park(deadlineMs: number, retry: () => void, fail: (error: Error) => void, what: string, timeoutMs: number): void {
+    if (this.#host.nowMs() >= deadlineMs) {
+      fail(new TimeoutError(`${what} while no leader is known`, timeoutMs));
+      return;
+    }
+    if (this.#parked.length >= PARKED_CALLS_MAX) {
+      fail(new NotLeaderError(this.ref, null));
+      return;
+    }
+    this.#parked.push({
+      deadlineMs,
+      retry,
+      fail: (error) => fail(error instanceof TimeoutError ? new TimeoutError(`${what} while no leader is known`, timeoutMs) : error),
+    });
+    this.#afterHandle();
+  }
+
+  #retryParked(): void {
+    if (this.#parked.length === 0) return;
+    const parked = this.#parked;
+    this.#parked = [];
+    // Retried on the next turn so a retry never re-enters the core while it is inside handle().
+    queueMicrotask(() => {
+      for (const call of parked) call.retry();
+    });
+  }
+
+  #expireCalls(nowMs: number): void {
+    if (this.#deadlines.length > 0) {
+      const live: PendingCall[] = [];
+      for (const call of this.#deadlines) {
+        if (call.settled) continue;
+        if (call.deadlineMs <= nowMs) {
+          this.#calls.delete(call.correlation);
+          const command = call as PendingCommand;
+          if (command.index !== undefined && this.#commandsByIndex.get(command.index) === command) {
+            this.#commandsByIndex.delete(command.index);
+          }
+          this.#readsWaitingApply = this.#readsWaitingApply.filter((read) => read !== call);
+          this.#settle(call, undefined, new TimeoutError(`command or query at ${this.#describe()}`, call.timeoutMs));
+        } else {
+          live.push(call);
+        }
+      }
+      this.#deadlines = live;
+    }
+    if (this.#parked.length > 0) {
+      const live = [];
+      for (const parked of this.#parked) {
+        if (parked.deadlineMs <= nowMs) parked.fail(new TimeoutError('parked call', 0));
+        else live.push(parked);
+      }
+      this.#parked = live;
+    }
+    this.#afterHandle();
+  }
+
+  #rejectIfStopped(reject: (error: Error) => void): boolean {
+    if (!this.#stopped) return false;
+    reject(new StoppedError(`${this.#describe()} is stopped; restart it with restartServer`));
+    return true;
+  }
+
+  #leaderRef(): ServerRef | null {
+    const leader = this.#core.leaderId;
+    return leader === null ? null : { name: this.config.name, node: leader };
+  }
+
+  #describe(): string {
+    return `${this.config.name}@${this.#host.nodeId}`;
+  }
+}
