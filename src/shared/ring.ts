@@ -4,15 +4,17 @@
 // with Atomics.load.
 //
 //   SharedArrayBuffer
-//   +--------------------+--------------------+------------------------------------------+
-//   | control line 0     | control line 1     | data area, capacityBytes (multiple of 8)   |
-//   | [0] write position | [16] read position |                                          |
-//   | (producer owns)    | (consumer owns)    |                                          |
-//   +--------------------+--------------------+------------------------------------------+
-//                                              ^ read position         ^ write position
-//   data area:  ... | len | payload | pad | len | payload | pad | WRAP | (unused tail) |
-//                                                                 ^ wrap marker: the next
-//                                                                   record starts at offset 0
+//   +---------------------+---------------------+--------------------------------------+
+//   | Int32 slot 0:       | Int32 slot 16:      | data area: capacityBytes, a multiple |
+//   | write position      | read position       | of 8                                 |
+//   | (producer stores)   | (consumer stores)   |                                      |
+//   +---------------------+---------------------+--------------------------------------+
+//   byte 0                byte 64               byte 128
+//
+//   Data area just after the producer wrapped around:
+//   offset 0                                                             capacityBytes
+//   | len | payload | pad | free ...      | len | payload | pad | WRAP | skipped |
+//                         ^ write position ^ read position
 //
 // - A record is a u32 length followed by the payload, padded to 8 bytes, so every record
 //   header is 4-byte aligned and never split by the end of the area.
@@ -21,8 +23,8 @@
 // - Read position == write position means empty. The producer keeps 8 bytes free, so a full
 //   ring never looks empty; the usable space is capacityBytes - 8.
 // - The consumer sleeps with Atomics.wait (a worker) or Atomics.waitAsync (the main thread)
-// on the write position; the producer wakes it with notifyConsumer(). The producer can wait
-//   for space the same way on the read position.
+//   on the write position, and the producer wakes it with notifyConsumer(). The producer can
+//   wait for space the same way on the read position.
 
 const WRITE_POSITION_SLOT = 0;
 // The positions sit 64 bytes apart so that the two threads do not share a cache line.
@@ -116,6 +118,7 @@ export class ByteRing {
         `record payload of ${lengthBytes} bytes is larger than this ring's maximum of ${this.maxRecordBytes} bytes; send it by another path`,
       );
     }
+
     const recordBytes = alignUp(RECORD_HEADER_BYTES + lengthBytes);
     const write = Atomics.load(this.#control, WRITE_POSITION_SLOT);
     const read = Atomics.load(this.#control, READ_POSITION_SLOT);
@@ -123,6 +126,7 @@ export class ByteRing {
     const usedBytes = write >= read ? write - read : this.capacityBytes - read + write;
     const freeBytes = this.capacityBytes - usedBytes - ALIGN_BYTES;
     const tailBytes = this.capacityBytes - write;
+
     let start = write;
     if (recordBytes > tailBytes) {
       // The record goes to offset 0 and the tail is lost to the wrap marker.
@@ -131,6 +135,7 @@ export class ByteRing {
     } else if (recordBytes > freeBytes) {
       return -1;
     }
+
     if (start === 0 && write !== 0) {
       this.#lengths[write >> 2] = WRAP_MARKER;
     }
