@@ -1,7 +1,7 @@
 // Durable current term and voted-for of one server, in `<serverDir>/meta`. Raft requires both
 // to be on disk before the server replies to a vote request or starts an election.
 //
-// The file holds two fixed 512-byte slots, A at offset 0 and B at offset 512. A write goes to
+// The file contains two fixed 512-byte slots, A at offset 0 and B at offset 512. A write goes to
 // the slot that does not hold the newest valid state, with a higher sequence number, and is
 // fdatasync'd before write() returns. A torn write can only damage that slot, so the other one
 // still holds the previous state. Read takes the valid slot with the higher sequence.
