@@ -10,7 +10,8 @@ export type RanaErrorCode =
   | 'OVERLOADED'
   | 'STORAGE'
   | 'INVALID_CONFIG'
-  | 'STOPPED';
+  | 'STOPPED'
+  | 'NODE_DOWN';
 
 export class RanaError extends Error {
   readonly code: RanaErrorCode;
@@ -90,5 +91,25 @@ export class InvalidConfigError extends RanaError {
 export class StoppedError extends RanaError {
   constructor(message: string) {
     super('STOPPED', message);
+  }
+}
+
+/**
+ * The node that a call was forwarded to is down. When `sent` is false the request never left
+ * this node; when true the outcome of a command is unknown, as with a timeout.
+ */
+export class NodeDownError extends RanaError {
+  readonly node: string;
+  readonly sent: boolean;
+
+  constructor(node: string, sent: boolean) {
+    super(
+      'NODE_DOWN',
+      sent
+        ? `node ${node} went down while a request to it was in flight; the outcome is unknown and a command may still commit`
+        : `node ${node} is down, so the request was not sent; retry once a new leader is elected`,
+    );
+    this.node = node;
+    this.sent = sent;
   }
 }

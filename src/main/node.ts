@@ -1,7 +1,7 @@
 // A node: one Node.js process with an id, a TCP transport shared by every group, the systems
 // it runs, and the scheduler tick that all of its servers share.
 
-import { InvalidConfigError, NotLeaderError, RanaError, TimeoutError, type RanaErrorCode, type ServerRef } from './errors.js';
+import { InvalidConfigError, NodeDownError, NotLeaderError, RanaError, TimeoutError, type RanaErrorCode, type ServerRef } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { MachineRef } from './machine.js';
 import type { Member, RaftMessage } from './raft/types.js';
@@ -59,7 +59,7 @@ export class Node {
   #tickTimer: NodeJS.Timeout;
   #defaultTimeoutMs: number;
   #nextRequestId = 1;
-  #remoteCalls = new Map<number, { resolve(value: unknown): void; reject(error: Error): void; timer: NodeJS.Timeout }>();
+  #remoteCalls = new Map<number, { node: string; resolve(value: unknown): void; reject(error: Error): void; timer: NodeJS.Timeout }>();
   #stopped = false;
 
   private constructor(options: NodeOptions, transport: Transport, logger: Logger) {
@@ -167,7 +167,7 @@ export class Node {
    */
   async processCommand<Reply = unknown>(server: ServerRef, command: unknown, options: CallOptions = {}): Promise<CommandResult<Reply>> {
     const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
-    return this.#followLeader(server, timeoutMs, async (target, remainingMs) => {
+    return this.#followLeader(server, timeoutMs, false, async (target, remainingMs) => {
       const reply = target.node === this.id
         ? await this.#localServer(target.name).command(command, remainingMs)
         : await this.#request(target.node, { op: 'command', name: target.name, command, timeoutMs: remainingMs }, remainingMs);
@@ -178,7 +178,7 @@ export class Node {
   /** Runs the machine's named query on the leader after a quorum round: a linearizable read. */
   async consistentQuery<T = unknown>(server: ServerRef, query: string, args?: unknown, options: CallOptions = {}): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
-    return this.#followLeader(server, timeoutMs, async (target, remainingMs) => {
+    return this.#followLeader(server, timeoutMs, true, async (target, remainingMs) => {
       const value = target.node === this.id
         ? await this.#localServer(target.name).consistentQuery(query, args, remainingMs)
         : await this.#request(target.node, { op: 'query', name: target.name, query, args, timeoutMs: remainingMs }, remainingMs);
@@ -227,7 +227,13 @@ export class Node {
 
   // ---- routing ----
 
-  async #followLeader<T>(server: ServerRef, timeoutMs: number, call: (target: ServerRef, remainingMs: number) => Promise<T>): Promise<T> {
+  /**
+   * Calls `call` at `server`, then at each leader it names. When the named leader's node is
+   * down, waits for the local member to learn of a new leader. A call that may have reached a
+   * node that then went down is retried only when `idempotent`, because a command's outcome is
+   * unknown then.
+   */
+  async #followLeader<T>(server: ServerRef, timeoutMs: number, idempotent: boolean, call: (target: ServerRef, remainingMs: number) => Promise<T>): Promise<T> {
     const deadline = performance.now() + timeoutMs;
     let target = server;
     for (let redirect = 0; ; redirect++) {
@@ -235,12 +241,25 @@ export class Node {
       try {
         return await call(target, remainingMs);
       } catch (error) {
-        if (!(error instanceof NotLeaderError) || error.leader === null || redirect >= REDIRECTS_MAX) throw error;
+        if (redirect >= REDIRECTS_MAX || performance.now() >= deadline) throw error;
+        if (error instanceof NodeDownError && (!error.sent || idempotent)) {
+          target = await this.#awaitNewLeader(server, error.node, deadline, timeoutMs);
+          continue;
+        }
+        if (!(error instanceof NotLeaderError) || error.leader === null) throw error;
         if (error.leader.node === target.node && error.leader.name === target.name) throw error;
-        if (performance.now() >= deadline) throw new TimeoutError(`call to ${server.name}@${server.node}`, timeoutMs);
         target = error.leader;
       }
     }
+  }
+
+  /** Waits until the local member of `server`'s group names a leader not on `downNode`. */
+  async #awaitNewLeader(server: ServerRef, downNode: string, deadline: number, timeoutMs: number): Promise<ServerRef> {
+    const local = this.#findServer(server.name);
+    if (!local) throw new NodeDownError(downNode, false);
+    const leader = await local.waitForLeaderOtherThan(downNode, Math.max(1, deadline - performance.now()));
+    if (leader === null) throw new TimeoutError(`call to ${server.name}@${server.node} while its leader's node ${downNode} is down`, timeoutMs);
+    return { name: server.name, node: leader };
   }
 
   #localServer(name: string): RaftServer {
@@ -267,13 +286,14 @@ export class Node {
     if (this.#remoteCalls.size >= REMOTE_CALLS_MAX) {
       return Promise.reject(new RanaError('OVERLOADED', `node ${this.id} already waits on ${REMOTE_CALLS_MAX} requests to other nodes; retry later`));
     }
+    if (!this.#transport.isUp(node)) return Promise.reject(new NodeDownError(node, false));
     const id = this.#nextRequestId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#remoteCalls.delete(id);
         reject(new TimeoutError(`${body.op} request to node ${node}`, timeoutMs));
       }, timeoutMs);
-      this.#remoteCalls.set(id, { resolve, reject, timer });
+      this.#remoteCalls.set(id, { node, resolve, reject, timer });
       this.#transport.send(node, { t: 'req', id, ...body } as NodeMessage);
     });
   }
@@ -336,6 +356,14 @@ export class Node {
 
   #peerStatus(peer: string, up: boolean): void {
     this.#log.info({ peer, up }, up ? 'peer node up' : 'peer node down');
+    if (!up) {
+      for (const [id, call] of this.#remoteCalls) {
+        if (call.node !== peer) continue;
+        this.#remoteCalls.delete(id);
+        clearTimeout(call.timer);
+        call.reject(new NodeDownError(peer, true));
+      }
+    }
     for (const system of this.#systems.values()) {
       for (const server of system.servers()) server.peerStatus(peer, up);
     }
@@ -364,6 +392,12 @@ function decodeError(error: { code: RanaErrorCode | 'INTERNAL'; message: string;
     const timeout = new TimeoutError(`request to node ${node}`, 0);
     timeout.message = error.message;
     return timeout;
+  }
+  if (error.code === 'NODE_DOWN') {
+    // The remote node saw a third node go down; for this caller the outcome is just as unknown.
+    const down = new NodeDownError(node, true);
+    down.message = error.message;
+    return down;
   }
   if (error.code === 'INTERNAL') return new Error(`node ${node} failed the request: ${error.message}`);
   return new RanaError(error.code, error.message);

@@ -92,6 +92,8 @@ export class RaftServer {
   #readsWaitingApply: PendingRead[] = [];
   /** Calls parked until a leader is known, with their retry functions. */
   #parked: { deadlineMs: number; retry(): void; fail(error: Error): void }[] = [];
+  /** Callers waiting for a leader other than a given node, for example one whose node is down. */
+  #leaderWaiters: { excluded: string | null; deadlineMs: number; resolve(leader: string | null): void }[] = [];
   /** All pending calls in deadline order (every call gets the same kind of timeout, so FIFO is close to sorted). */
   #deadlines: PendingCall[] = [];
 
@@ -230,6 +232,20 @@ export class RaftServer {
     });
   }
 
+  /**
+   * Resolves with the leader's node id once this member knows a leader other than `excluded`,
+   * or with null at the deadline.
+   */
+  waitForLeaderOtherThan(excluded: string | null, timeoutMs: number): Promise<string | null> {
+    const leader = this.#core.leaderId;
+    if (leader !== null && leader !== excluded) return Promise.resolve(leader);
+    if (this.#stopped) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.#leaderWaiters.push({ excluded, deadlineMs: this.#host.nowMs() + timeoutMs, resolve });
+      this.#afterHandle();
+    });
+  }
+
   /** Returns the log entries this member has made durable, for a restart within this process. */
   durableEntries(): LogEntry[] {
     const lastWritten = this.#core.lastWritten;
@@ -250,6 +266,8 @@ export class RaftServer {
     for (const call of this.#commandsByIndex.values()) this.#settle(call, undefined, error);
     for (const read of this.#readsWaitingApply) this.#settle(read, undefined, error);
     for (const parked of this.#parked) parked.fail(error);
+    for (const waiter of this.#leaderWaiters) waiter.resolve(null);
+    this.#leaderWaiters = [];
     this.#calls.clear();
     this.#commandsByIndex.clear();
     this.#readsWaitingApply = [];
@@ -269,7 +287,7 @@ export class RaftServer {
   }
 
   #afterHandle(): void {
-    this.#host.setTicking(this, !this.#stopped && (this.#core.needsTick() || this.#deadlines.length > 0 || this.#parked.length > 0));
+    this.#host.setTicking(this, !this.#stopped && (this.#core.needsTick() || this.#deadlines.length > 0 || this.#parked.length > 0 || this.#leaderWaiters.length > 0));
   }
 
   #execute(effects: RaftEffect[]): void {
@@ -319,7 +337,10 @@ export class RaftServer {
         case 'role_changed':
           this.#log.info({ role: effect.role, term: effect.term, leader: effect.leader }, 'role changed');
           this.#machine.stateEnter?.(effect.role, this.#state);
-          if (effect.leader !== null) this.#retryParked();
+          if (effect.leader !== null) {
+            this.#retryParked();
+            this.#wakeLeaderWaiters(effect.leader, this.#host.nowMs());
+          }
           break;
         default: {
           const unknown: never = effect;
@@ -413,7 +434,19 @@ export class RaftServer {
     });
   }
 
+  #wakeLeaderWaiters(leader: string | null, nowMs: number): void {
+    if (this.#leaderWaiters.length === 0) return;
+    const waiting = [];
+    for (const waiter of this.#leaderWaiters) {
+      if (leader !== null && leader !== waiter.excluded) waiter.resolve(leader);
+      else if (waiter.deadlineMs <= nowMs) waiter.resolve(null);
+      else waiting.push(waiter);
+    }
+    this.#leaderWaiters = waiting;
+  }
+
   #expireCalls(nowMs: number): void {
+    this.#wakeLeaderWaiters(this.#core.leaderId, nowMs);
     if (this.#deadlines.length > 0) {
       const live: PendingCall[] = [];
       for (const call of this.#deadlines) {
