@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from './logger.js';
 import type { MachineRef } from './machine.js';
 import type { Member, RaftMessage } from './raft/types.js';
 import type { RaftServer, ServerStatus } from './server.js';
-import { System, validateName, type SystemOptions } from './system.js';
+import { System, validateName, type StartClusterResult, type SystemOptions } from './system.js';
 import { Transport } from './transport/transport.js';
 
 export interface NodeOptions {
@@ -120,6 +120,7 @@ export class Node {
       },
       nowMs: () => performance.now(),
       random: Math.random,
+      startCluster: (systemName, name, machine, servers) => this.startCluster(systemName, name, machine, servers),
     });
     this.#systems.set(options.name, system);
     return system;
@@ -133,7 +134,7 @@ export class Node {
    * Starts a cluster: the member on every listed node, through the node that hosts it. Every
    * member must be named `name`; rana keeps one member of a group per node.
    */
-  async startCluster(system: string, name: string, machine: MachineRef, servers: ServerRef[]): Promise<{ started: ServerRef[]; notStarted: { server: ServerRef; error: Error }[] }> {
+  async startCluster(system: string, name: string, machine: MachineRef, servers: ServerRef[]): Promise<StartClusterResult> {
     validateName('cluster', name);
     for (const server of servers) {
       if (server.name !== name) {

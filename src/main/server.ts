@@ -9,7 +9,7 @@ import { RaftCore } from './raft/core.js';
 import type { LogEntry, Member, PeerId, RaftEffect, RaftEvent, RaftMessage, Role } from './raft/types.js';
 import type { MetaStore } from './storage/meta-store.js';
 import type { WalClient } from './storage/wal-client.js';
-import { NotLeaderError, RanaError, StoppedError, TimeoutError, type ServerRef } from './errors.js';
+import { NotLeaderError, OverloadedError, RanaError, StoppedError, TimeoutError, type ServerRef } from './errors.js';
 
 export interface ServerConfig {
   /** Cluster name; every member of a group has this name, on a different node. */
@@ -194,6 +194,11 @@ export class RaftServer {
           } else {
             reject(new NotLeaderError(this.ref, this.#leaderRef()));
           }
+          return;
+        }
+        if (this.#host.wal.isOverloaded()) {
+          // Back-pressure: the WAL's queue is over its bound, so new commands wait outside rana.
+          reject(new OverloadedError(`the WAL of ${this.#describe()} has more queued bytes than its bound; retry after a short delay or raise wal.maxPendingBytes`));
           return;
         }
         const call = this.#newCall(deadlineMs, timeoutMs, resolve, reject);

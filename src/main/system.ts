@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidConfigError, StorageError, type ServerRef } from './errors.js';
 import type { Logger } from './logger.js';
-import type { Machine } from './machine.js';
+import type { Machine, MachineRef } from './machine.js';
 import type { LogEntry, Member, RaftMessage } from './raft/types.js';
 import { RaftServer, type ServerConfig, type ServerHost } from './server.js';
 import { MetaStore } from './storage/meta-store.js';
@@ -31,6 +31,12 @@ export interface SystemHost {
   setTicking(server: RaftServer, ticking: boolean): void;
   nowMs(): number;
   random(): number;
+  startCluster(system: string, name: string, machine: MachineRef, servers: ServerRef[]): Promise<StartClusterResult>;
+}
+
+export interface StartClusterResult {
+  started: ServerRef[];
+  notStarted: { server: ServerRef; error: Error }[];
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -81,7 +87,7 @@ export class System {
     }
     const dir = path.join(options.dataDir, options.name);
     fs.mkdirSync(path.join(dir, 'servers'), { recursive: true });
-    const { wal, recovered } = await WalClient.open({ ...options.wal, dir: path.join(dir, 'wal') });
+    const { wal, recovered } = await WalClient.open({ ...options.wal, dir: path.join(dir, 'wal'), logger: host.logger.child({ system: options.name }) });
     const system = new System(options, host, wal, recovered);
     system.#loadConfigs();
     return system;
@@ -94,6 +100,11 @@ export class System {
     }
     // Stored type-erased: the machine's own types hold inside apply and its queries.
     this.#machines.set(name, machine as unknown as Machine);
+  }
+
+  /** Starts a cluster with a member on each listed node; see Node.startCluster. */
+  startCluster(name: string, machine: MachineRef, servers: ServerRef[]): Promise<StartClusterResult> {
+    return this.#host.startCluster(this.name, name, machine, servers);
   }
 
   server(name: string): RaftServer | undefined {
@@ -170,7 +181,13 @@ export class System {
 
   async close(): Promise<void> {
     for (const name of [...this.#servers.keys()]) this.stopServer(name);
-    await this.wal.close();
+    try {
+      await this.wal.close();
+    } catch (error) {
+      // After a fatal WAL error close() rejects with that same error, which was logged when it
+      // happened; a clean shutdown of a failed system is not a second failure.
+      if (error !== this.#failure) throw error;
+    }
   }
 
   #launch(config: ServerConfig): RaftServer {
