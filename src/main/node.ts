@@ -1,7 +1,7 @@
 // A node: one Node.js process with an id, a TCP transport shared by every group, the systems
 // it runs, and the scheduler tick that all of its servers share.
 
-import { InvalidConfigError, NodeDownError, NotLeaderError, RanaError, TimeoutError, type RanaErrorCode, type ServerRef } from './errors.js';
+import { InvalidConfigError, NodeDownError, NotLeaderError, OverloadedError, RanaError, TimeoutError, type RanaErrorCode, type ServerRef } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { MachineRef } from './machine.js';
 import type { Member, RaftMessage } from './raft/types.js';
@@ -93,7 +93,7 @@ export class Node {
     return node;
   }
 
-  /** The address the transport listens on, with the actual port when 0 was asked for. */
+  /** Returns the address the transport listens on, with the actual port when port 0 was requested. */
   address(): { host: string; port: number } {
     return this.#transport.address();
   }
@@ -193,7 +193,7 @@ export class Node {
     return this.#localServer(server.name).localQuery(fn);
   }
 
-  /** The members of a group as known to the local member. */
+  /** Returns the members of a group and its leader, as the local member knows them. */
   members(server: ServerRef): { members: ServerRef[]; leader: ServerRef | null } {
     this.#checkLocal(server);
     const status = this.#localServer(server.name).status();
@@ -285,7 +285,7 @@ export class Node {
 
   #request(node: string, body: DistributiveOmit<RemoteRequest, 't' | 'id'>, timeoutMs: number): Promise<unknown> {
     if (this.#remoteCalls.size >= REMOTE_CALLS_MAX) {
-      return Promise.reject(new RanaError('OVERLOADED', `node ${this.id} already waits on ${REMOTE_CALLS_MAX} requests to other nodes; retry later`));
+      return Promise.reject(new OverloadedError(`node ${this.id} already waits on ${REMOTE_CALLS_MAX} requests to other nodes; retry later`));
     }
     if (!this.#transport.isUp(node)) return Promise.reject(new NodeDownError(node, false));
     const id = this.#nextRequestId++;
