@@ -69,7 +69,9 @@ async function main(): Promise<void> {
       continue;
     }
     const recordsPerSecond = (RECORDS_PER_ITERATION / result.latency.mean) * 1000;
-    console.log(`${task.name}: ${Math.round(recordsPerSecond).toLocaleString('en-US')} records/s (mean ${result.latency.mean.toFixed(2)} ms per iteration, ${result.latency.samplesCount} samples)`);
+    const recordBytes = Number(/ring (\d+) B/.exec(task.name)![1]);
+    const megabytesPerSecond = (recordsPerSecond * recordBytes) / 1e6;
+    console.log(`${task.name}: ${Math.round(recordsPerSecond).toLocaleString('en-US')} records/s, ${megabytesPerSecond.toFixed(0)} MB/s (mean ${result.latency.mean.toFixed(2)} ms per iteration, ${result.latency.samplesCount} samples)`);
   }
   await Promise.all(workers.map((worker) => worker.terminate()));
 }
