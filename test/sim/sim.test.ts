@@ -9,7 +9,7 @@ import { runSeedTwice, sweep } from './sweep.js';
 const REGRESSION_SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 /** Wall-clock budget of the random sweep in `npm test`. */
-const SWEEP_BUDGET_MS = Number(process.env.SIM_SWEEP_MS ?? 45_000);
+const SWEEP_BUDGET_MS = Number(process.env.SIM_SWEEP_MS ?? 60_000);
 const onlySeed = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
 
 describe.runIf(onlySeed !== undefined)('simulation of one seed', () => {
