@@ -1,7 +1,7 @@
-// One chaos run against real `rana kv` processes: register and set workloads over HTTP while a
-// nemesis kills, pauses, partitions and delays nodes; then every fault is repaired, the
-// register history is checked for linearizability and every acknowledged set element must
-// still be present.
+// One chaos run against real `rana kv` processes. Register and set workloads run over HTTP
+// while a nemesis kills, pauses, partitions and delays nodes. Then every fault is repaired,
+// the register history is checked for linearizability, and every acknowledged set element
+// must still be present.
 
 import { performance } from 'node:perf_hooks';
 import { Prng } from '../sim/prng.js';

@@ -6,8 +6,8 @@
 // Connections follow the TCP transport: one connection per node pair, dialled by the node
 // whose id sorts first. Each end keeps its own view (up or down) of the peer. An end marks
 // the peer down when no byte (message or ping) arrived on the connection for
-// `suspectAfterMs`, or when it learns that the other end closed it (a crash resets it at
-// once, if the network still carries the reset). A new connection needs both directions,
+// `suspectAfterMs`, or when the close of the other end reaches it. A crash resets the
+// connection at once, if the network still carries the reset. A new connection needs both directions,
 // so a one-way cut keeps the pair down. Every change of view reaches the node's cores as
 // a `peer_status` event. On top of TCP's behaviour the network also drops, duplicates and
 // reorders Raft messages at random, which the core must tolerate.
@@ -244,7 +244,7 @@ export class SimCluster {
 
   // ---- workload ----
 
-  /** The live, running member that leads `group` with the highest term, if any. */
+  /** Returns the live, running member that leads `group` with the highest term, if any. */
   leaderOf(group: number): SimNode | undefined {
     let best: SimNode | undefined;
     for (const node of this.nodes) {
@@ -545,7 +545,7 @@ export class SimCluster {
     this.#closeEnd(event.to, event.from, false);
   }
 
-  /** Marks `self`'s view of `peer` down, tells its cores, and sends a close notice to the peer. */
+  /** Marks `self`'s view of `peer` down, reports it to its cores, and sends a close notice to the peer. */
   #closeEnd(self: number, peer: number, notifySelf: boolean): void {
     const connection = this.#connection(self, peer);
     const end = self < peer ? 0 : 1;

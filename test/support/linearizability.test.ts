@@ -50,7 +50,7 @@ function generateLegal(prng: Prng, options: GenerateOptions): HistoryOperation[]
   return ops.map(({ pointMs: _pointMs, ...op }) => op);
 }
 
-/** Exhaustive search over every order that respects real time, for small histories: the reference answer. */
+/** Exhaustive search over every order that respects real time, for small histories, used as the expected result. */
 function bruteForce(history: HistoryOperation[]): boolean {
   const byKey = new Map<string, HistoryOperation[]>();
   for (const op of history) byKey.set(op.key, [...(byKey.get(op.key) ?? []), op]);

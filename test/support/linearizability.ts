@@ -1,11 +1,11 @@
 // Linearizability checker for key-value histories with read, write and compare-and-set.
 //
-// The history is split per key (a register per key, and linearizability is compositional),
-// and each key is searched with the Wing–Gong algorithm as improved by Lowe ("Testing for
-// linearizability", 2017): walk the time-ordered list of call and return events, linearize a
-// pending call whenever the register model allows it, backtrack at a return whose call was
-// not linearized, and memoize (set of linearized operations, register value) so that no
-// configuration is explored twice.
+// The history is split per key, one register per key, because linearizability is
+// compositional. Each key is searched with the Wing–Gong algorithm as improved by Lowe
+// ("Testing for linearizability", 2017). The search walks the time-ordered list of call and
+// return events and linearizes a pending call whenever the register model allows it. At a
+// return whose call is not linearized it backtracks. It memoizes (set of linearized
+// operations, register value), so no configuration is explored twice.
 //
 // An operation with an unknown outcome (a timeout) has no return event: it may take effect at
 // any point after its call, or never. The search therefore succeeds once every operation with
@@ -15,7 +15,7 @@
 export type RegisterInput =
   | { type: 'read' }
   | { type: 'write'; value: string }
-  /** Compare-and-set: writes `value` only if the register holds `expected` (null: the key is missing). */
+  /** Compare-and-set: writes `value` only if the register contains `expected` (null: the key is missing). */
   | { type: 'cas'; expected: string | null; value: string };
 
 export interface HistoryOperation {
@@ -27,11 +27,11 @@ export interface HistoryOperation {
   /** When the client sent the request. */
   callMs: number;
   /**
-   * `ok`: returned with `output`; `unknown`: no answer (timeout), it may or may not have taken
+   * `ok`: returned with `output`; `unknown`: no response (timeout), so it may or may not have taken
    * effect. An operation known to have had no effect should be left out of the history.
    */
   status: 'ok' | 'unknown';
-  /** When the answer arrived; ignored for `unknown`. */
+  /** When the response arrived; ignored for `unknown`. */
   returnMs: number;
   /** read: the value (null when missing); cas: true when it wrote; write: ignored. */
   output?: string | null | boolean;
