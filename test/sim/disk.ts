@@ -71,7 +71,7 @@ export class SimDisk {
     return { loss, keptWrites, keptEntriesOfNext };
   }
 
-  /** A copy of one group's durable state, as a restarted server would recover it. */
+  /** Returns a copy of one group's durable state, as a restarted server would recover it. */
   recover(group: number): DurableGroupState {
     const state = this.groups[group];
     return { term: state.term, votedFor: state.votedFor, entries: [...state.entries] };

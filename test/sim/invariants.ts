@@ -5,7 +5,7 @@
 // To keep the per-event cost proportional to what changed, the checker mirrors each member's
 // in-memory log from the persist_entries effects and gives every entry a chain hash (the hash
 // of the previous chain hash, the term and the data). Log matching then reduces to: every
-// member that holds entry (index, term) holds it with the same chain hash.
+// member whose log contains entry (index, term) has the same chain hash for it.
 
 import type { LogEntry, RaftEffect, Role } from '../../src/main/raft/types.js';
 

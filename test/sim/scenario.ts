@@ -1,6 +1,6 @@
-// One simulation run: settings drawn from a seed, a workload of commands and reads, a random
-// schedule of faults for `faultDurationMs`, then all faults repaired and a bounded wait for
-// every group to elect a leader, commit a fresh command and converge.
+// One simulation run. Settings are drawn from a seed, and a workload of commands and reads
+// runs under a random schedule of faults for `faultDurationMs`. Then all faults are repaired,
+// and every group must elect a leader, commit a fresh command and converge within a bound.
 
 import { LivenessViolation, SimCluster, type SimSettings, type SimStats } from './cluster.js';
 import { Prng } from './prng.js';
@@ -189,7 +189,7 @@ function partition(cluster: SimCluster, prng: Prng, nodes: number[]): void {
       break;
     }
     case 'ring': {
-      // Each node reaches only its two ring neighbours: every node sees a majority, no two the same.
+      // Each node reaches only its two ring neighbours: every node reaches a majority, no two the same one.
       for (let i = 0; i < n; i++) {
         for (let j = i + 1; j < n; j++) {
           const distance = Math.min(j - i, n - (j - i));
