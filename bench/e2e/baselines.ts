@@ -54,9 +54,11 @@ function withTempFile<T>(name: string, fn: (file: string) => T): T {
   }
 }
 
-/** Appends 4 KiB and calls fdatasync until `syncsMax` calls or `durationS` seconds, whichever comes first. */
-export function probeDisk(durationS = 2, syncsMax = 5000): DiskProbeResult {
-  const bar = new ProgressBar('disk-probe');
+/**
+ * Appends 4 KiB and calls fdatasync until `syncsMax` calls or `durationS` seconds, whichever
+ * comes first. Prints the result under `label` unless it is null.
+ */
+export function probeDisk(durationS = 2, syncsMax = 5000, label: string | null = 'disk-probe'): DiskProbeResult {
   const writeBytes = 4096;
   const result = withTempFile('probe', (file) => {
     const fd = fs.openSync(file, 'a');
@@ -86,7 +88,7 @@ export function probeDisk(durationS = 2, syncsMax = 5000): DiskProbeResult {
       regime: syncsPerS >= SLOW_REGIME_SYNCS_PER_S ? ('normal' as const) : ('slow' as const),
     };
   });
-  bar.done(`${formatCount(result.syncsPerS)} fdatasyncs/s, p50 ${result.p50Ms.toFixed(3)} ms: ${result.regime} regime`);
+  if (label !== null) new ProgressBar(label).done(`${formatCount(result.syncsPerS)} fdatasyncs/s, p50 ${result.p50Ms.toFixed(3)} ms: ${result.regime} regime`);
   return result;
 }
 

@@ -38,6 +38,8 @@ export interface LatencySummary {
 
 export interface LoadCollectResult {
   committed: number;
+  /** Commands committed since the load started, warm-up included: the divisor for a CPU profile of the whole run. */
+  committedSinceStart: number;
   errors: Record<string, number>;
   latency: LatencySummary;
   sample: ProcessSample;
@@ -56,6 +58,7 @@ let node: Node | null = null;
 let running = false;
 let activeSlots = 0;
 let committed = 0;
+let committedSinceStart = 0;
 let errors: Record<string, number> = {};
 const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3, autoResize: false });
 let watchSinceMs = Infinity;
@@ -121,6 +124,7 @@ function run(args: LoadRunArgs): null {
           const result = await current.processCommand({ name: group, node: target }, command, { timeoutMs: args.timeoutMs });
           const finishedMs = performance.now();
           committed++;
+          committedSinceStart++;
           histogram.recordValue(Math.min(LATENCY_US_MAX, Math.max(1, Math.round((finishedMs - startedMs) * 1000))));
           if (result.leader.node !== target) targets.set(group, result.leader.node);
           if (firstCommitAfterWatchMs[group] === undefined) {
@@ -178,6 +182,7 @@ function collect(): LoadCollectResult {
   for (const p of LATENCY_PERCENTILES) percentilesUs[String(p)] = histogram.getValueAtPercentile(p);
   return {
     committed,
+    committedSinceStart,
     errors: { ...errors },
     latency: { count: histogram.totalCount, meanUs: histogram.mean, maxUs: histogram.maxValue, percentilesUs },
     sample,

@@ -195,7 +195,7 @@ async function main(): Promise<void> {
         result.naiveQueueSerial = await naiveQueue('naive-queue-serial', 1, single.payloadBytes, BASELINE_DURATION_S);
       } else {
         const params = applyOverrides(PRESETS[name].params, options);
-        result.scenarios.push(await runScenario(name, params, { cpuProfDir }));
+        result.scenarios.push(await runScenario(name, params, { cpuProfDir, failureLogDir: path.join(resultsDir, 'logs', runId) }));
       }
     } catch (error) {
       result.failures.push({ name, error: (error as Error).message });

@@ -85,7 +85,14 @@ function paramsLine(result: ScenarioResult): string {
 
 function scenarioSection(result: ScenarioResult): string[] {
   const f = result.figures;
-  const lines = [`### ${result.name}`, '', `${PRESETS[result.name]?.description ?? ''}. Parameters: ${paramsLine(result)}. Setup (start, form, elect) took ${f.setupS.toFixed(1)} s.`, ''];
+  const c = result.conditions;
+  const lines = [
+    `### ${result.name}`,
+    '',
+    `${PRESETS[result.name]?.description ?? ''}. Parameters: ${paramsLine(result)}. Setup (start, form, elect) took ${f.setupS.toFixed(1)} s.`,
+    `Conditions: load average ${c.loadAverage1mStart.toFixed(1)} at the start of the window and ${c.loadAverage1mEnd.toFixed(1)} at the end; the disk gave ${count(c.diskSyncsPerS)} fdatasyncs/s (${c.diskRegime} regime) just before the cluster started.`,
+    '',
+  ];
   if (f.committed > 0 || result.params.active > 0) {
     lines.push('| committed/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s per 1,000 (all processes) | CPU s per 1,000 (nodes) | load generator CPU | fdatasyncs/s (all nodes) | entries per fdatasync | errors |');
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|');

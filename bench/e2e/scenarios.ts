@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { probeDisk } from './baselines.js';
 import { BenchCluster, LOAD_NODE_ID, type ClusterSample } from './cluster.js';
 import type { LatencySummary, LoadCollectResult, LoadRunArgs } from './load-process.js';
 import { ProgressBar } from './progress.js';
@@ -52,6 +53,8 @@ export interface ScenarioFigures {
   windowS: number;
   setupS: number;
   committed: number;
+  /** Commands committed from the start of the load to the end of the window, warm-up included. */
+  committedSinceStart: number;
   commandsPerS: number;
   errors: Record<string, number>;
   latency: LatencySummary | null;
@@ -70,14 +73,27 @@ export interface ScenarioFigures {
   failover: FailoverFigures | null;
 }
 
+/** The state of the machine around one scenario, to judge how much other work disturbed it. */
+export interface ScenarioConditions {
+  /** `os.loadavg()[0]` when the window opened and when it closed. */
+  loadAverage1mStart: number;
+  loadAverage1mEnd: number;
+  /** A 0.5 s disk probe just before the cluster started. */
+  diskSyncsPerS: number;
+  diskRegime: 'normal' | 'slow';
+}
+
 export interface ScenarioResult {
   name: string;
   params: ScenarioParams;
   figures: ScenarioFigures;
+  conditions: ScenarioConditions;
 }
 
 export interface RunContext {
   cpuProfDir: string | null;
+  /** Where the processes' log files are kept when a scenario fails. */
+  failureLogDir: string;
 }
 
 const GROUP_FORM_CONCURRENCY = 64;
@@ -97,6 +113,7 @@ export async function runScenario(name: string, params: ScenarioParams, context:
   const withLoad = params.active > 0;
   let cluster: BenchCluster | null = null;
   try {
+    const disk = probeDisk(0.5, 2000, null);
     const setupStartMs = performance.now();
     bar.status(`starting ${params.nodes} node(s)${withLoad ? ' and the load generator' : ''}`);
     cluster = await BenchCluster.start({ nodes: params.nodes, withLoad, root, syncMethod: params.syncMethod, cpuProfDir: context.cpuProfDir });
@@ -107,19 +124,36 @@ export async function runScenario(name: string, params: ScenarioParams, context:
     await cluster.waitForLeaders(params.groups, setupTimeoutMs(params.groups));
     const setupS = (performance.now() - setupStartMs) / 1000;
 
+    const loadAverage1mStart = os.loadavg()[0];
     const figures = withLoad
       ? await measureLoad(cluster, groups.slice(0, params.active), params, bar)
       : await measureIdle(cluster, params, bar);
     figures.setupS = setupS;
-    bar.done(summarize(figures));
-    return { name, params, figures };
+    const conditions: ScenarioConditions = {
+      loadAverage1mStart,
+      loadAverage1mEnd: os.loadavg()[0],
+      diskSyncsPerS: disk.syncsPerS,
+      diskRegime: disk.regime,
+    };
+    bar.done(`${summarize(figures)}, load average ${conditions.loadAverage1mEnd.toFixed(1)}`);
+    return { name, params, figures, conditions };
   } catch (error) {
     bar.done(`failed: ${(error as Error).message.split('\n')[0]}`);
+    await cluster?.stop();
+    cluster = null;
+    keepLogs(root, path.join(context.failureLogDir, name));
     throw error;
   } finally {
     await cluster?.stop();
     fs.rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** Copies the processes' log files out of a scenario's directory before it is removed. */
+function keepLogs(root: string, target: string): void {
+  fs.mkdirSync(target, { recursive: true });
+  for (const file of fs.readdirSync(root).filter((f) => f.endsWith('.log'))) fs.copyFileSync(path.join(root, file), path.join(target, file));
+  process.stderr.write(`process logs kept in ${target}\n`);
 }
 
 async function measureLoad(cluster: BenchCluster, active: string[], params: ScenarioParams, bar: ProgressBar): Promise<ScenarioFigures> {
@@ -155,6 +189,7 @@ async function measureLoad(cluster: BenchCluster, active: string[], params: Scen
   await load.call('stopLoad', { timeoutMs: params.timeoutMs + 1000 }, params.timeoutMs + 5000);
   const figures = computeFigures(before, after, loadBefore, collected.sample, collected.committed);
   figures.errors = collected.errors;
+  figures.committedSinceStart = collected.committedSinceStart;
   figures.latency = collected.latency;
   if (failover !== null) figures.failover = failoverFigures(failover, collected, active.length);
   return figures;
@@ -255,6 +290,7 @@ function computeFigures(
     windowS,
     setupS: 0,
     committed,
+    committedSinceStart: committed,
     commandsPerS: committed / windowS,
     errors: {},
     latency: null,
