@@ -213,8 +213,12 @@ function checkKey(key: string, input: HistoryOperation[], budgetMs: number, init
 /** Formats an invalid key's counterexample for a test failure message. */
 export function describeCounterexample(result: KeyResult): string {
   if (result.counterexample === undefined) return `key ${result.key}: ${result.verdict}`;
-  const show = (op: HistoryOperation): string =>
-    `#${op.id} client ${op.client} ${JSON.stringify(op.input)} -> ${op.status === 'ok' ? JSON.stringify(op.output ?? 'ok') : 'unknown'} [${op.callMs}, ${op.status === 'ok' ? op.returnMs : '∞'}]`;
+  const show = (op: HistoryOperation): string => {
+    let outcome = 'unknown';
+    if (op.status === 'ok') outcome = op.input.type === 'write' ? 'ok' : JSON.stringify(op.output);
+    const returned = op.status === 'ok' ? op.returnMs.toFixed(1) : '∞';
+    return `#${op.id} client ${op.client} ${JSON.stringify(op.input)} -> ${outcome} [${op.callMs.toFixed(1)}, ${returned}] ms`;
+  };
   return [
     `key ${result.key} is not linearizable: no order reaches the return of ${show(result.counterexample.blockedOperation)}`,
     'longest linearized prefix:',
