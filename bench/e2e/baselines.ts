@@ -1,6 +1,6 @@
-// Baselines measured in the same run as the scenarios, so a ratio survives a noisy machine:
-// a disk probe, the disk's limit for rana's record size and batch size, and the naive durable
-// queue a user would write with one fdatasync per command.
+// Baselines measured in the same run as the scenarios, so that a ratio survives a noisy
+// machine. They are a disk probe, the disk's limit for rana's record size and batch size, and
+// the naive durable queue a user would write with one fdatasync per command.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,7 +16,7 @@ export interface DiskProbeResult {
   syncsPerS: number;
   p50Ms: number;
   p99Ms: number;
-  /** `normal` at 1,000 or more fdatasyncs/s, `slow` below. */
+  /** `slow` when the p50 of one append + fdatasync is above SLOW_REGIME_P50_MS. */
   regime: 'normal' | 'slow';
 }
 
@@ -39,11 +39,12 @@ export interface NaiveQueueResult {
 }
 
 /**
- * Below this many 4 KiB append + fdatasync calls per second the disk is in its slow regime.
- * The threshold is an estimate: on the project's machines a normal disk gives about 3,700/s
- * and the slow regime about 260/s.
+ * Above this p50 of one 4 KiB append + fdatasync the disk is in its slow regime. The threshold
+ * is an estimate: on the project's machines a normal disk gives a p50 of about 0.25 ms and the
+ * slow regime about 4 ms (260/s). The p50 is used rather than the rate because a busy CPU
+ * lowers the rate of this loop too.
  */
-const SLOW_REGIME_SYNCS_PER_S = 1000;
+const SLOW_REGIME_P50_MS = 1;
 
 function withTempFile<T>(name: string, fn: (file: string) => T): T {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `rana-bench-${name}-`));
@@ -78,21 +79,21 @@ export function probeDisk(durationS = 2, syncsMax = 5000, label: string | null =
       fs.closeSync(fd);
     }
     const elapsedS = (performance.now() - startMs) / 1000;
-    const syncsPerS = syncs / elapsedS;
+    const p50Ms = histogram.getValueAtPercentile(50) / 1000;
     return {
       writeBytes,
       syncs,
-      syncsPerS,
-      p50Ms: histogram.getValueAtPercentile(50) / 1000,
+      syncsPerS: syncs / elapsedS,
+      p50Ms,
       p99Ms: histogram.getValueAtPercentile(99) / 1000,
-      regime: syncsPerS >= SLOW_REGIME_SYNCS_PER_S ? ('normal' as const) : ('slow' as const),
+      regime: p50Ms > SLOW_REGIME_P50_MS ? ('slow' as const) : ('normal' as const),
     };
   });
   if (label !== null) new ProgressBar(label).done(`${formatCount(result.syncsPerS)} fdatasyncs/s, p50 ${result.p50Ms.toFixed(3)} ms: ${result.regime} regime`);
   return result;
 }
 
-/** The disk's limit for rana's workload: one write of `batchSize` records then one fdatasync, in a loop. */
+/** Measures the disk's limit for rana's workload: one write of `batchSize` records, then one fdatasync, in a loop. */
 export function rawFdatasync(recordBytes: number, batchSize: number, durationS: number, source: string): RawFdatasyncResult {
   const bar = new ProgressBar('raw-fdatasync');
   const batch = Math.max(1, Math.round(batchSize));
@@ -119,9 +120,9 @@ export function rawFdatasync(recordBytes: number, batchSize: number, durationS: 
 }
 
 /**
- * The durable queue a user would write without group commit: `producers` callers each await
- * their command, and one consumer appends each command and calls fdatasync before taking the
- * next. The queue holds at most `producers` commands.
+ * Measures the durable queue a user would write without group commit: `producers` callers
+ * each await their command, and one consumer appends each command and calls fdatasync before
+ * taking the next. The queue contains at most `producers` commands.
  */
 export async function naiveQueue(label: string, producers: number, payloadBytes: number, durationS: number): Promise<NaiveQueueResult> {
   const bar = new ProgressBar(label);

@@ -35,7 +35,7 @@ function formatTick(value: number): string {
   return String(Number(value.toPrecision(3)));
 }
 
-/** A vertical bar chart with one bar per label and the value printed above each bar. */
+/** Draws a vertical bar chart with one bar per label and the value printed above each bar. */
 export function barChart(title: string, yLabel: string, bars: { label: string; value: number }[]): string {
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
@@ -61,8 +61,9 @@ export function barChart(title: string, yLabel: string, bars: { label: string; v
 }
 
 /**
- * Latency against percentile, one line per series. The x axis is logarithmic in 1/(1 - p), so
- * 50, 90, 99, 99.9 and 99.99 are evenly spaced; the y axis is logarithmic in milliseconds.
+ * Draws latency against percentile, one line per series. The x axis is logarithmic in
+ * 1/(1 - p), so 50, 90, 99, 99.9 and 99.99 are evenly spaced. The y axis is logarithmic in
+ * milliseconds.
  */
 export function percentileChart(title: string, series: { name: string; points: { percentile: number; valueMs: number }[] }[]): string {
   const plotW = WIDTH - MARGIN.left - MARGIN.right;

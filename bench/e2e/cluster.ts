@@ -106,10 +106,11 @@ export class BenchCluster {
     return new IpcClient(id, child);
   }
 
-  /** Forms `groups` from the first node, `concurrency` startCluster calls at a time. */
-  async form(groups: string[], concurrency: number, timeoutMs: number): Promise<void> {
+  /** Forms `groups` from the first node, `concurrency` startCluster calls at a time; returns the repeated calls. */
+  async form(groups: string[], concurrency: number, timeoutMs: number): Promise<number> {
     const args: FormArgs = { groups, members: this.nodeIds, concurrency };
-    await this.nodes.get(this.nodeIds[0])!.call('form', args, timeoutMs);
+    const { retries } = await this.nodes.get(this.nodeIds[0])!.call<{ retries: number }>('form', args, timeoutMs);
+    return retries;
   }
 
   async leaderCounts(): Promise<Record<string, LeaderCounts>> {

@@ -1,5 +1,5 @@
 // Request/response over the IPC channel of a forked child process. The controller sends
-// `{ id, op, args }`; the child answers `{ id, ok, value }` or `{ id, ok: false, error }`.
+// `{ id, op, args }`, and the child replies `{ id, ok, value }` or `{ id, ok: false, error }`.
 
 import type { ChildProcess } from 'node:child_process';
 
@@ -13,7 +13,7 @@ type IpcResponse = { id: number; ok: true; value: unknown } | { id: number; ok: 
 
 export type IpcHandlers = Record<string, (args: never) => unknown>;
 
-/** Answers the controller's requests in a child process until the channel closes. */
+/** Serves the controller's requests in a child process until the channel closes. */
 export function serveIpc(handlers: IpcHandlers): void {
   if (typeof process.send !== 'function') {
     throw new Error('this script runs as a child of the benchmark controller; start it with `npm run bench`');

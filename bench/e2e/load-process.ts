@@ -1,12 +1,12 @@
 // The load generator of an end-to-end benchmark, run as a child process: a rana Node that
 // hosts no members and calls `processCommand` on the cluster nodes, the way an application
 // process that only talks to rana would. A call goes to the member this process last saw
-// leading the group; a member that is not the leader answers with a hint, and
+// leading the group; a member that is not the leader rejects the call with a leader hint, and
 // `processCommand` follows it.
 
 import { pack } from 'msgpackr';
 import * as hdr from 'hdr-histogram-js';
-import { Node, type KvCommand } from '../../dist/main/index.js';
+import { Node, createLogger, type KvCommand } from '../../dist/main/index.js';
 import { serveIpc } from './ipc.js';
 import { epochNowMs, sampleProcess, type ProcessSample } from './sample.js';
 
@@ -66,7 +66,7 @@ let firstCommitAfterWatchMs: Record<string, number> = {};
 let slotsDone: (() => void) | null = null;
 
 async function start(args: LoadStartArgs): Promise<null> {
-  node = await Node.start({ id: args.id, listen: args.listen, peers: args.peers });
+  node = await Node.start({ id: args.id, listen: args.listen, peers: args.peers, logger: createLogger({}) });
   return null;
 }
 

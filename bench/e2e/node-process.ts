@@ -1,7 +1,7 @@
 // One cluster node of an end-to-end benchmark, run as a child process of the controller: a
 // rana Node with one system (`default`) and the KV machine. The controller drives it over IPC.
 
-import { Node, kvMachine, type System } from '../../dist/main/index.js';
+import { Node, createLogger, kvMachine, type System } from '../../dist/main/index.js';
 import { serveIpc } from './ipc.js';
 import { sampleProcess, type WalSample } from './sample.js';
 
@@ -21,6 +21,13 @@ export interface FormArgs {
   concurrency: number;
 }
 
+/**
+ * Attempts per group. startCluster is idempotent, so a group whose member did not start
+ * (typically because a busy peer was suspected for a moment) is started again once the
+ * peers are back up.
+ */
+const FORM_ATTEMPTS_MAX = 5;
+
 export interface LeaderCounts {
   /** Local members that know a leader. */
   withLeader: number;
@@ -39,7 +46,8 @@ function walSample(): WalSample | null {
 }
 
 async function start(args: NodeStartArgs): Promise<null> {
-  node = await Node.start({ id: args.id, listen: args.listen, peers: args.peers });
+  // Lines go to the process's log file; RANA_LOG_LEVEL overrides the level.
+  node = await Node.start({ id: args.id, listen: args.listen, peers: args.peers, logger: createLogger({}) });
   system = await node.startSystem({ name: 'default', dataDir: args.dataDir, wal: { syncMethod: args.syncMethod } });
   system.registerMachine('kv', kvMachine);
   return null;
@@ -60,22 +68,32 @@ async function waitForPeers(peers: string[]): Promise<null> {
   return null;
 }
 
-/** Starts every group with a member on each listed node; `concurrency` bounds calls in flight. */
-async function form(args: FormArgs): Promise<null> {
+/**
+ * Starts every group with a member on each listed node; `concurrency` bounds calls in flight.
+ * Returns how many startCluster calls were repeated after a member failed to start.
+ */
+async function form(args: FormArgs): Promise<{ retries: number }> {
   const current = requireSystem();
+  const peers = args.members.filter((member) => member !== requireNode().id);
   let next = 0;
+  let retries = 0;
   const worker = async (): Promise<void> => {
     while (next < args.groups.length) {
       const name = args.groups[next++];
       const servers = args.members.map((member) => ({ name, node: member }));
-      const { notStarted } = await current.startCluster(name, { machine: 'kv' }, servers);
-      if (notStarted.length > 0) {
-        throw new Error(`group ${name} did not start on ${notStarted.map((n) => `${n.server.node} (${n.error.message})`).join(', ')}`);
+      for (let attempt = 1; ; attempt++) {
+        const { notStarted } = await current.startCluster(name, { machine: 'kv' }, servers);
+        if (notStarted.length === 0) break;
+        const failures = notStarted.map((n) => `${n.server.node} (${n.error.message})`).join(', ');
+        if (attempt >= FORM_ATTEMPTS_MAX) throw new Error(`group ${name} did not start after ${attempt} attempts: ${failures}`);
+        requireNode().logger.warn({ group: name, attempt, failures }, 'group did not start on every member; retrying once the peers are up');
+        retries++;
+        await waitForPeers(peers);
       }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, args.concurrency) }, worker));
-  return null;
+  return { retries };
 }
 
 function leaders(): LeaderCounts {

@@ -52,6 +52,8 @@ export interface FailoverFigures {
 export interface ScenarioFigures {
   windowS: number;
   setupS: number;
+  /** startCluster calls repeated during setup because a member did not start (a peer was suspected). */
+  formRetries: number;
   committed: number;
   /** Commands committed from the start of the load to the end of the window, warm-up included. */
   committedSinceStart: number;
@@ -80,6 +82,7 @@ export interface ScenarioConditions {
   loadAverage1mEnd: number;
   /** A 0.5 s disk probe just before the cluster started. */
   diskSyncsPerS: number;
+  diskP50Ms: number;
   diskRegime: 'normal' | 'slow';
 }
 
@@ -119,7 +122,7 @@ export async function runScenario(name: string, params: ScenarioParams, context:
     cluster = await BenchCluster.start({ nodes: params.nodes, withLoad, root, syncMethod: params.syncMethod, cpuProfDir: context.cpuProfDir });
     bar.status(`forming ${params.groups} group(s)`);
     const groups = groupNames(params.groups);
-    await cluster.form(groups, GROUP_FORM_CONCURRENCY, setupTimeoutMs(params.groups));
+    const formRetries = await cluster.form(groups, GROUP_FORM_CONCURRENCY, setupTimeoutMs(params.groups));
     bar.status('waiting for leaders');
     await cluster.waitForLeaders(params.groups, setupTimeoutMs(params.groups));
     const setupS = (performance.now() - setupStartMs) / 1000;
@@ -129,10 +132,12 @@ export async function runScenario(name: string, params: ScenarioParams, context:
       ? await measureLoad(cluster, groups.slice(0, params.active), params, bar)
       : await measureIdle(cluster, params, bar);
     figures.setupS = setupS;
+    figures.formRetries = formRetries;
     const conditions: ScenarioConditions = {
       loadAverage1mStart,
       loadAverage1mEnd: os.loadavg()[0],
       diskSyncsPerS: disk.syncsPerS,
+      diskP50Ms: disk.p50Ms,
       diskRegime: disk.regime,
     };
     bar.done(`${summarize(figures)}, load average ${conditions.loadAverage1mEnd.toFixed(1)}`);
@@ -289,6 +294,7 @@ function computeFigures(
   return {
     windowS,
     setupS: 0,
+    formRetries: 0,
     committed,
     committedSinceStart: committed,
     commandsPerS: committed / windowS,
