@@ -1,8 +1,8 @@
 // The load generator of an end-to-end benchmark, run as a child process: a rana Node that
 // hosts no members and calls `processCommand` on the cluster nodes, the way an application
 // process that only talks to rana would. A call goes to the member this process last saw
-// leading the group; a member that is not the leader rejects the call with a leader hint, and
-// `processCommand` follows it.
+// leading the group. A member that is not the leader rejects the call with a leader hint,
+// which `processCommand` follows.
 
 import { pack } from 'msgpackr';
 import * as hdr from 'hdr-histogram-js';
