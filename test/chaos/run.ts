@@ -3,7 +3,10 @@
 // the register history is checked for linearizability, and every acknowledged set element
 // must still be present.
 
+import fs from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { cliFilePath } from '../../src/shared/worker-path.js';
 import { Prng } from '../sim/prng.js';
 import { checkLinearizable, describeCounterexample, type CheckVerdict, type HistoryOperation } from '../support/linearizability.js';
 import { ChaosCluster } from './cluster.js';
@@ -148,6 +151,7 @@ async function exercise(cluster: ChaosCluster, profile: ChaosProfile, log: (line
   const processFaultsMax = Math.floor((profile.nodes - 1) / 2);
   const processFaults = new Set<string>();
   const pending: Promise<void>[] = [];
+  const storagePoints = storageFaultPoints();
 
   const nemesis = async (): Promise<void> => {
     const endMs = now() + profile.faultDurationMs;
@@ -162,6 +166,24 @@ async function exercise(cluster: ChaosCluster, profile: ChaosProfile, log: (line
         await cluster.kill(victim);
         const downMs = nemesisPrng.between(500, 4_000);
         pending.push(sleep(downMs).then(() => {
+          cluster.startNode(victim);
+          processFaults.delete(victim);
+        }));
+      } else if (roll < 0.3 && storagePoints.length > 0 && processFaults.size < processFaultsMax) {
+        // Restart a node with a storage fault armed: at the nth time the WAL reaches the point,
+        // the process kills itself (RANA_CRASH_AT) or the call fails with EIO (RANA_FAIL_AT).
+        const victim = nemesisPrng.pick(candidates);
+        processFaults.add(victim);
+        const variable = nemesisPrng.chance(0.5) ? 'RANA_CRASH_AT' : 'RANA_FAIL_AT';
+        const setting = `${nemesisPrng.pick(storagePoints)}:${nemesisPrng.between(1, 100)}`;
+        count(variable === 'RANA_CRASH_AT' ? 'storage_crash' : 'storage_fail');
+        await cluster.kill(victim);
+        cluster.node(victim).env = { [variable]: setting };
+        cluster.startNode(victim);
+        const armedMs = nemesisPrng.between(1_000, 4_000);
+        pending.push(sleep(armedMs).then(async () => {
+          await cluster.kill(victim);
+          cluster.node(victim).env = {};
           cluster.startNode(victim);
           processFaults.delete(victim);
         }));
@@ -243,6 +265,19 @@ async function exercise(cluster: ChaosCluster, profile: ChaosProfile, log: (line
   };
   log(`chaos report: ${JSON.stringify({ ...report, details: report.details.length })}`);
   return report;
+}
+
+/**
+ * Returns the storage fault points that the built WAL worker checks, or none when the
+ * fault-point layer is not built (the nodes run dist/, so that is what counts).
+ */
+function storageFaultPoints(): string[] {
+  const distDir = path.resolve(path.dirname(cliFilePath()), '..', '..');
+  const layer = path.join(distDir, 'shared', 'file-system.js');
+  const walWorker = path.join(distDir, 'workers', 'wal.js');
+  if (!fs.existsSync(layer) || !fs.existsSync(walWorker)) return [];
+  const workerText = fs.readFileSync(walWorker, 'utf8');
+  return ['wal-mid-batch', 'wal-before-rename', 'wal-after-rename'].filter((point) => workerText.includes(`faultPoint('${point}')`));
 }
 
 /** Final reads of set elements in flight at once. */
