@@ -51,6 +51,8 @@ export class CounterSet<Name extends string> {
  * client owns.
  */
 export const WAL_COUNTER_NAMES = [
+  /** WAL files created (the first one and one per roll-over). */
+  'files',
   /** Write calls, one per batch. */
   'batches',
   'entries',
@@ -72,6 +74,10 @@ export class WalCounters {
 
   constructor(counters: CounterSet<WalCounterName>) {
     this.#counters = counters;
+  }
+
+  get files(): number {
+    return Number(this.#counters.get('files'));
   }
 
   get batches(): number {
@@ -103,3 +109,19 @@ export class WalCounters {
     return this.#counters.buffer;
   }
 }
+
+/** The segment writer's counters; the segment writer worker owns every slot. */
+export const SEGMENT_WRITER_COUNTER_NAMES = [
+  /** Segment files created. */
+  'files',
+  /** Entries written to segment files. */
+  'entries',
+  /** Bytes written to segment files: entry data and slots. */
+  'bytes',
+  /** WAL files deleted after their entries were synced in segments. */
+  'walFilesDeleted',
+  /** Segment files deleted because a snapshot covers them or an install replaced them. */
+  'filesDeleted',
+] as const;
+
+export type SegmentWriterCounterName = (typeof SEGMENT_WRITER_COUNTER_NAMES)[number];

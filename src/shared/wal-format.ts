@@ -27,7 +27,7 @@
 // Entry, 32 bytes + data:
 //   0  u8  type 2
 //   1  u8  flags
-//   2  u8  kind: 0 noop, 1 command
+//   2  u8  kind: 0 noop, 1 command, 2 snapshot marker
 //   3  u8  reserved, 0
 //   4  u32 writer id
 //   8  u64 index (at most 2^53 - 1)
@@ -35,6 +35,14 @@
 //  24  u32 data length in bytes
 //  28  u32 CRC-32 of bytes 0..28 and the data
 //  32  data
+//
+// A snapshot marker is an entry with no data written after a follower installs a snapshot
+// received from its leader: its index and term are the snapshot's. Replay treats it like any
+// entry at that index, so every older entry above the snapshot (a diverged tail) is dropped,
+// and the server's log restarts after the marker.
+//
+// A closed WAL file (every file but the newest) never ends with a torn write: the worker rolls
+// over only after a batch is synced.
 //
 // Reading a file classifies what follows the last valid record:
 // - Nothing, or a record that cannot be valid (cut short, wrong CRC, zero bytes, garbage) with
@@ -60,6 +68,7 @@ export const RECORD_FLAG_CHECKSUM = 1;
 
 export const ENTRY_KIND_NOOP = 0;
 export const ENTRY_KIND_COMMAND = 1;
+export const ENTRY_KIND_SNAPSHOT_MARKER = 2;
 
 // Byte offsets inside an entry record.
 export const ENTRY_OFFSET_FLAGS = 1;
@@ -210,7 +219,7 @@ export function parseRecordAt(bytes: Uint8Array, view: DataView, offset: number)
 
   if (remaining < WAL_ENTRY_HEADER_BYTES) return { type: 'invalid', reason: 'entry header cut short' };
   const kind = bytes[offset + ENTRY_OFFSET_KIND];
-  if (kind !== ENTRY_KIND_NOOP && kind !== ENTRY_KIND_COMMAND) return { type: 'invalid', reason: `unknown entry kind ${kind}` };
+  if (kind !== ENTRY_KIND_NOOP && kind !== ENTRY_KIND_COMMAND && kind !== ENTRY_KIND_SNAPSHOT_MARKER) return { type: 'invalid', reason: `unknown entry kind ${kind}` };
   if (bytes[offset + 3] !== 0) return { type: 'invalid', reason: 'entry reserved byte is not 0' };
   const index = readU64(view, offset + ENTRY_OFFSET_INDEX);
   const term = readU64(view, offset + ENTRY_OFFSET_TERM);
@@ -379,4 +388,7 @@ export interface LargeEntryMessage {
 
 // ---- Notification ring protocol (WAL worker -> WAL client) ----
 // One `written` notification: u32 writer id, u32 0, f64 term, f64 first index, f64 last index.
+// Writer id 0 (never handed out) marks a roll-over instead: f64 at offset 16 is the number of
+// the WAL file just closed. It travels in the same ring so it follows the file's last `written`.
 export const NOTIFICATION_BYTES = 32;
+export const NOTIFICATION_ROLLED_WRITER_ID = 0;

@@ -11,12 +11,14 @@ import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from '
 import { StorageError } from '../main/errors.js';
 import { ByteRing } from '../shared/ring.js';
 import { CounterSet, WAL_COUNTER_NAMES } from '../shared/counters.js';
+import { faultPoint, syncDirectory } from '../shared/file-system.js';
 import {
   ENTRY_OFFSET_DATA_LENGTH,
   ENTRY_OFFSET_INDEX,
   ENTRY_OFFSET_TERM,
   ENTRY_OFFSET_WRITER_ID,
   NOTIFICATION_BYTES,
+  NOTIFICATION_ROLLED_WRITER_ID,
   RECORD_TYPE_ENTRY,
   RECORD_TYPE_REGISTRATION,
   RING_RECORD_CLOSE,
@@ -43,6 +45,10 @@ export interface WalWorkerData {
   syncMethod: SyncMethod;
   maxBatchSize: number;
   maxBatchBytes: number;
+  /** Roll over to a new file once the current one reaches this many bytes. */
+  maxSizeBytes: number;
+  /** Roll over to a new file once the current one holds this many entries. */
+  maxEntries: number;
   computeChecksums: boolean;
   /** Tests only: the Nth sync call (1-based) throws an EIO error instead of syncing. 0 disables. */
   failSyncAfter: number;
@@ -67,7 +73,7 @@ export interface TornTail {
 }
 
 export type WalWorkerMessage =
-  | { type: 'recovered'; writers: RecoveredWriterMessage[]; tornTail: TornTail | null }
+  | { type: 'recovered'; writers: RecoveredWriterMessage[]; tornTail: TornTail | null; closedFiles: string[] }
   | { type: 'recovery_failed'; message: string }
   | { type: 'fatal'; message: string }
   | { type: 'closed' };
@@ -90,6 +96,8 @@ class WalWriter {
   #fd = -1;
   #filePath = '';
   #fileSizeBytes = 0;
+  #fileNumber = 0;
+  #entriesInFile = 0;
   #syncCalls = 0;
   #nextLargeSequence = 0;
   #heldLargeRecord: Uint8Array | null = null;
@@ -104,7 +112,7 @@ class WalWriter {
   }
 
   /** Reads every WAL file, drops a torn tail of the last one, and opens the last one (or a new one) for appends. */
-  recover(): { writers: RecoveredWriterMessage[]; tornTail: TornTail | null } {
+  recover(): { writers: RecoveredWriterMessage[]; tornTail: TornTail | null; closedFiles: string[] } {
     const { dir } = this.#options;
     fs.mkdirSync(dir, { recursive: true });
     const fileNumbers: number[] = [];
@@ -121,6 +129,7 @@ class WalWriter {
 
     const replay = new WalReplay();
     let lastValidEnd = 0;
+    let lastFileEntries = 0;
     let tornTail: TornTail | null = null;
     for (const fileNumber of fileNumbers) {
       const filePath = path.join(dir, walFileName(fileNumber));
@@ -128,7 +137,11 @@ class WalWriter {
       replay.startFile();
       // TODO: read files in chunks; a whole-file read needs memory for the largest WAL file.
       // TODO: with roll-over, decide whether a torn tail in a file before the last one is corruption; it is dropped for now.
-      const result = scanWalFile(filePath, bytes, (record) => replay.apply(filePath, bytes, record));
+      lastFileEntries = 0;
+      const result = scanWalFile(filePath, bytes, (record) => {
+        if (record.type === 'entry') lastFileEntries++;
+        replay.apply(filePath, bytes, record);
+      });
       lastValidEnd = result.validEndOffset;
       if (result.tornTailBytes > 0 && fileNumber === fileNumbers[fileNumbers.length - 1]) {
         this.#cutTornTail(filePath, result.validEndOffset);
@@ -139,12 +152,16 @@ class WalWriter {
     if (fileNumbers.length === 0) {
       this.#createFile(1);
     } else {
-      this.#filePath = path.join(dir, walFileName(fileNumbers[fileNumbers.length - 1]));
+      this.#fileNumber = fileNumbers[fileNumbers.length - 1];
+      this.#filePath = path.join(dir, walFileName(this.#fileNumber));
       this.#fd = fs.openSync(this.#filePath, 'r+');
       this.#fileSizeBytes = lastValidEnd;
+      this.#entriesInFile = lastFileEntries;
     }
     this.#counters.set('fileSizeBytes', this.#fileSizeBytes);
-    return { writers: packRecovered(replay), tornTail };
+    // Every file but the newest is closed: it still waits for the segment writer.
+    const closedFiles = fileNumbers.slice(0, -1).map((n) => path.join(dir, walFileName(n)));
+    return { writers: packRecovered(replay), tornTail, closedFiles };
   }
 
   // Cuts a torn final write so that new records follow the last valid one directly. Otherwise
@@ -174,12 +191,33 @@ class WalWriter {
     } finally {
       fs.closeSync(fd);
     }
+    faultPoint('wal-before-rename');
     fs.renameSync(tempPath, finalPath);
+    faultPoint('wal-after-rename');
     syncDirectory(dir);
     this.#filePath = finalPath;
+    this.#fileNumber = fileNumber;
     this.#fd = fs.openSync(finalPath, 'r+');
     this.#fileSizeBytes = WAL_FILE_HEADER_BYTES;
+    this.#entriesInFile = 0;
     this.#registeredInFile.clear();
+    this.#counters.add('files', 1);
+    this.#counters.set('fileSizeBytes', this.#fileSizeBytes);
+  }
+
+  // Closes the current file once it reaches maxSizeBytes or maxEntries and opens the next one.
+  // Runs only after a synced batch, so a closed file never ends with a torn write. A single
+  // entry larger than maxSizeBytes is still written; its file simply rolls right after it.
+  #rollIfFull(): void {
+    if (this.#fileSizeBytes < this.#options.maxSizeBytes && this.#entriesInFile < this.#options.maxEntries) return;
+    const closedPath = this.#filePath;
+    try {
+      fs.closeSync(this.#fd);
+      this.#createFile(this.#fileNumber + 1);
+    } catch (error) {
+      throw new FatalStorageError(`WAL roll-over after ${closedPath} failed: ${describe(error)}; check the disk, then restart the system`);
+    }
+    this.#postNotifications([{ writerId: NOTIFICATION_ROLLED_WRITER_ID, term: 0, fromIndex: parseWalFileName(path.basename(closedPath))!, toIndex: 0 }]);
   }
 
   /** Runs until a close record arrives (returns) or a write or sync fails (throws FatalStorageError). */
@@ -262,12 +300,15 @@ class WalWriter {
 
     if (batchBytes > 0) {
       this.#write(batchBytes);
+      faultPoint('wal-mid-batch');
       if (this.#options.syncMethod !== 'none') this.#sync(this.#options.syncMethod);
+      this.#entriesInFile += entryCount;
       this.#counters.add('batches', 1);
       this.#counters.add('entries', entryCount);
       this.#counters.add('bytes', batchBytes);
       this.#counters.set('fileSizeBytes', this.#fileSizeBytes);
       this.#postNotifications(runs.finish());
+      this.#rollIfFull();
     }
     return closeRequested;
   }
@@ -414,14 +455,6 @@ function packRecovered(replay: WalReplay): RecoveredWriterMessage[] {
   return writers;
 }
 
-function syncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -444,7 +477,7 @@ function main(): void {
     return;
   }
   const transfer = recovered.writers.flatMap((writer) => [writer.meta.buffer as ArrayBuffer, writer.data.buffer as ArrayBuffer]);
-  post({ type: 'recovered', writers: recovered.writers, tornTail: recovered.tornTail }, transfer);
+  post({ type: 'recovered', writers: recovered.writers, tornTail: recovered.tornTail, closedFiles: recovered.closedFiles }, transfer);
 
   try {
     writer.run();

@@ -11,15 +11,18 @@
 //    placeholder record taking their place in the ring; the worker reads the port when it
 //    reaches the placeholder, so the ring order holds.
 
+import path from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { InvalidConfigError, StorageError, StoppedError } from '../errors.js';
-import type { LogEntry } from '../raft/types.js';
+import type { LogEntry, SnapshotMeta } from '../raft/types.js';
 import { ByteRing } from '../../shared/ring.js';
 import { CounterSet, WAL_COUNTER_NAMES, WalCounters, type WalCounterName } from '../../shared/counters.js';
 import {
   ENTRY_KIND_COMMAND,
   ENTRY_KIND_NOOP,
+  ENTRY_KIND_SNAPSHOT_MARKER,
   NOTIFICATION_BYTES,
+  NOTIFICATION_ROLLED_WRITER_ID,
   RECORD_TYPE_REGISTRATION,
   RING_CLOSE_BYTES,
   RING_LARGE_ENTRY_BYTES,
@@ -28,6 +31,7 @@ import {
   WAL_ENTRY_HEADER_BYTES,
   WAL_REGISTRATION_HEADER_BYTES,
   WAL_UID_MAX_BYTES,
+  walFileName,
   writeEntryHeader,
   type LargeEntryMessage,
 } from '../../shared/wal-format.js';
@@ -44,6 +48,10 @@ export interface WalOptions {
   maxBatchSize?: number;
   /** Maximum bytes per write + sync; a single larger entry is written alone. Default 8 MiB. */
   maxBatchBytes?: number;
+  /** The worker closes a WAL file and starts the next once the file reaches this size. Default 256 MB. */
+  maxSizeBytes?: number;
+  /** The worker closes a WAL file and starts the next once it holds this many entries. Default 1,048,576. */
+  maxEntries?: number;
   /** Append ring capacity in bytes. Default 32 MiB. Entries above a quarter of it take the MessagePort path. */
   ringBytes?: number;
   /**
@@ -71,6 +79,8 @@ export interface RecoveredWriter {
 
 const DEFAULT_MAX_BATCH_SIZE = 8192;
 const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
+const DEFAULT_MAX_SIZE_BYTES = 256_000_000;
+const DEFAULT_MAX_ENTRIES = 1_048_576;
 const DEFAULT_RING_BYTES = 32 * 1024 * 1024;
 const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 // Capacity of the notification ring: 64k notifications of 32 bytes before the worker waits for the main thread.
@@ -80,6 +90,17 @@ const RING_WAIT_MS = 60_000;
 
 type WrittenListener = (writerId: number, term: number, fromIndex: number, toIndex: number) => void;
 type FatalListener = (error: StorageError) => void;
+type RolledListener = (filePath: string) => void;
+
+/** What WAL recovery found, by server uid. */
+export interface WalRecovery {
+  /** Each writer's entries after its last snapshot marker, in index order. */
+  recovered: Map<string, LogEntry[]>;
+  /** Writers whose newest record is behind a snapshot marker: their log restarts after the marker. */
+  resets: Map<string, SnapshotMeta>;
+  /** Closed WAL files (every file but the newest), oldest first, still to be moved into segments. */
+  closedFiles: string[];
+}
 
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -104,6 +125,7 @@ export class WalClient {
   readonly #writerIdByUid = new Map<string, number>();
   readonly #writtenListeners: WrittenListener[] = [];
   readonly #fatalListeners: FatalListener[] = [];
+  readonly #rolledListeners: RolledListener[] = [];
   // Encoded ring records waiting for ring space, oldest first from #pendingHead.
   #pending: Uint8Array[] = [];
   #pendingHead = 0;
@@ -136,7 +158,7 @@ export class WalClient {
    * and returns each writer's entries by uid. Rejects with StorageError when a file is corrupt
    * before its tail.
    */
-  static async open(options: WalOptions): Promise<{ wal: WalClient; recovered: Map<string, LogEntry[]> }> {
+  static async open(options: WalOptions): Promise<{ wal: WalClient } & WalRecovery> {
     const syncMethod = options.syncMethod ?? 'datasync';
     if (syncMethod !== 'datasync' && syncMethod !== 'sync' && syncMethod !== 'none') {
       throw new InvalidConfigError(`wal.syncMethod is "${String(syncMethod)}"; use 'datasync', 'sync' or 'none'`);
@@ -145,6 +167,8 @@ export class WalClient {
     const maxBatchBytes = positiveInteger('maxBatchBytes', options.maxBatchBytes, DEFAULT_MAX_BATCH_BYTES);
     const ringBytes = positiveInteger('ringBytes', options.ringBytes, DEFAULT_RING_BYTES);
     const maxPendingBytes = positiveInteger('maxPendingBytes', options.maxPendingBytes, DEFAULT_MAX_PENDING_BYTES);
+    const maxSizeBytes = positiveInteger('maxSizeBytes', options.maxSizeBytes, DEFAULT_MAX_SIZE_BYTES);
+    const maxEntries = positiveInteger('maxEntries', options.maxEntries, DEFAULT_MAX_ENTRIES);
     if (ringBytes < 4096 || ringBytes > 1 << 30) {
       throw new InvalidConfigError(`wal.ringBytes is ${ringBytes}; use 4096 to ${1 << 30} bytes`);
     }
@@ -159,6 +183,8 @@ export class WalClient {
       syncMethod,
       maxBatchSize,
       maxBatchBytes,
+      maxSizeBytes,
+      maxEntries,
       computeChecksums: options.computeChecksums ?? true,
       failSyncAfter,
       appendRing: appendRing.buffer,
@@ -169,9 +195,9 @@ export class WalClient {
     const worker = new Worker(workerFileUrl('wal'), { workerData, transferList: [channel.port2] });
     const wal = new WalClient(options, worker, appendRing, notificationRing, counterSet, channel.port1, maxPendingBytes);
 
-    const { writers, tornTail } = await new Promise<{ writers: RecoveredWriterMessage[]; tornTail: TornTail | null }>((resolve, reject) => {
+    const { writers, tornTail, closedFiles } = await new Promise<{ writers: RecoveredWriterMessage[]; tornTail: TornTail | null; closedFiles: string[] }>((resolve, reject) => {
       const onMessage = (message: WalWorkerMessage): void => {
-        if (message.type === 'recovered') resolve({ writers: message.writers, tornTail: message.tornTail });
+        if (message.type === 'recovered') resolve({ writers: message.writers, tornTail: message.tornTail, closedFiles: message.closedFiles });
         else if (message.type === 'recovery_failed') reject(new StorageError(message.message));
         else reject(new StorageError(`WAL worker for ${options.dir} sent "${message.type}" before finishing recovery`));
       };
@@ -188,14 +214,14 @@ export class WalClient {
     worker.removeAllListeners();
     wal.#attachWorkerListeners();
     void wal.#runNotificationLoop();
-    const recovered = unpackRecovered(writers);
+    const { recovered, resets } = unpackRecovered(writers);
     if (tornTail !== null) {
       wal.#log.warn(tornTail, 'WAL recovery dropped a torn final write that was never synced');
     }
     let entryCount = 0;
     for (const entries of recovered.values()) entryCount += entries.length;
-    wal.#log.info({ writers: recovered.size, entries: entryCount, syncMethod, maxBatchSize, maxBatchBytes, ringBytes }, 'WAL started');
-    return { wal, recovered };
+    wal.#log.info({ writers: recovered.size, entries: entryCount, closedFiles: closedFiles.length, syncMethod, maxBatchSize, maxBatchBytes, maxSizeBytes, maxEntries, ringBytes }, 'WAL started');
+    return { wal, recovered, resets, closedFiles };
   }
 
   /** Registers a server uid as a writer and returns its writer id; the same uid gets the same id for this client's life. */
@@ -256,6 +282,24 @@ export class WalClient {
     writeEntryHeader(new DataView(record.buffer), 0, writerId, entry.index, entry.term, kind, data.byteLength);
     record.set(data, WAL_ENTRY_HEADER_BYTES);
     this.#enqueue(record);
+  }
+
+  /**
+   * Appends a snapshot marker for `writerId`: a follower installed a snapshot ending at `index`
+   * (with `term`), so replay drops the writer's older entries above it. Append it only after
+   * the snapshot is durable, and before any entry that follows the snapshot.
+   */
+  appendSnapshotMarker(writerId: number, index: number, term: number): void {
+    this.#assertOpen();
+    if (this.#fatal !== null) return;
+    const record = new Uint8Array(WAL_ENTRY_HEADER_BYTES);
+    writeEntryHeader(new DataView(record.buffer), 0, writerId, index, term, ENTRY_KIND_SNAPSHOT_MARKER, 0);
+    this.#enqueue(record);
+  }
+
+  /** Registers a listener for each WAL file the worker closes; the segment writer moves it into segments. */
+  onRolled(listener: RolledListener): void {
+    this.#rolledListeners.push(listener);
   }
 
   /** True while the overflow queue contains more than maxPendingBytes: reject client commands with OverloadedError. */
@@ -413,6 +457,18 @@ export class WalClient {
     }
   }
 
+  #emitRolled(filePath: string): void {
+    for (const listener of this.#rolledListeners) {
+      try {
+        listener(filePath);
+      } catch (error) {
+        setImmediate(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
   #drainNotifications(): void {
     const ring = this.#notificationRing;
     const view = new DataView(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.byteLength);
@@ -427,6 +483,11 @@ export class WalClient {
       const term = view.getFloat64(offset + 8, true);
       const fromIndex = view.getFloat64(offset + 16, true);
       const toIndex = view.getFloat64(offset + 24, true);
+      if (writerId === NOTIFICATION_ROLLED_WRITER_ID) {
+        this.#emitRolled(path.join(this.#options.dir, walFileName(fromIndex)));
+        payload = ring.read();
+        continue;
+      }
       for (const listener of this.#writtenListeners) {
         try {
           listener(writerId, term, fromIndex, toIndex);
@@ -443,13 +504,21 @@ export class WalClient {
   }
 }
 
-function unpackRecovered(writers: RecoveredWriterMessage[]): Map<string, LogEntry[]> {
+function unpackRecovered(writers: RecoveredWriterMessage[]): { recovered: Map<string, LogEntry[]>; resets: Map<string, SnapshotMeta> } {
   const recovered = new Map<string, LogEntry[]>();
+  const resets = new Map<string, SnapshotMeta>();
   for (const { uid, meta, data } of writers) {
-    const entries: LogEntry[] = [];
+    let entries: LogEntry[] = [];
     let offset = 0;
     for (let i = 0; i < meta.length; i += 4) {
       const length = meta[i + 3];
+      if (meta[i + 2] === ENTRY_KIND_SNAPSHOT_MARKER) {
+        // Replay cut everything above the marker before it; what precedes it the snapshot covers.
+        resets.set(uid, { index: meta[i], term: meta[i + 1] });
+        entries = [];
+        offset += length;
+        continue;
+      }
       entries.push({
         index: meta[i],
         term: meta[i + 1],
@@ -460,5 +529,5 @@ function unpackRecovered(writers: RecoveredWriterMessage[]): Map<string, LogEntr
     }
     recovered.set(uid, entries);
   }
-  return recovered;
+  return { recovered, resets };
 }
