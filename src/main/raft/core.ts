@@ -14,7 +14,10 @@ import { RaftLog } from './log.js';
 import type {
   AppendEntriesReply,
   AppendEntriesRequest,
+  InstallSnapshotReply,
+  InstallSnapshotRequest,
   LogEntry,
+  LogStorage,
   Member,
   PeerId,
   RaftEffect,
@@ -23,6 +26,7 @@ import type {
   RequestVoteReply,
   RequestVoteRequest,
   Role,
+  SnapshotMeta,
 } from './types.js';
 
 export interface RaftCoreOptions {
@@ -44,8 +48,19 @@ export interface RaftCoreOptions {
    * where a member cut off from the others raises its term on every retry.
    */
   preVote?: boolean;
-  /** State recovered from disk. Every entry in it counts as durable (written). */
-  initial?: { term: number; votedFor: PeerId | null; entries: LogEntry[] };
+  /** Entries applied per event; the rest follow on later ticks, so a long catch-up does not stall the event loop. Default 8192. */
+  maxEntriesPerApply?: number;
+  /**
+   * State recovered from disk. Every entry in it counts as durable (written). `entries` are the
+   * ones held in memory; with a snapshot they start above it, and with a storage they start at
+   * most one past the storage's last index.
+   */
+  initial?: { term: number; votedFor: PeerId | null; entries: LogEntry[]; snapshot?: SnapshotMeta };
+  /**
+   * Durable entries below the in-memory ones (segment files). Default none: every entry stays in
+   * memory, as the core tests and the simulator use it.
+   */
+  storage?: LogStorage;
 }
 
 /** Replication state the leader keeps for one other member. */
@@ -89,6 +104,8 @@ interface FollowerProgress {
   commitIndexSent: number;
   /** When the follower last replied, or when the current run of unacknowledged sends began. */
   lastProgressMs: number;
+  /** Snapshot transfer under way to this follower, or null. Append-entries wait while it runs. */
+  snapshot: { index: number; attempt: number } | null;
 }
 
 /** One read-index request waiting for a quorum of voters to acknowledge append-entries numbered `seq` or later. */
@@ -103,6 +120,9 @@ const DEFAULT_ELECTION_TIMEOUT_MAX_MS = 600;
 const DEFAULT_RESEND_TIMEOUT_MS = 500;
 const DEFAULT_MAX_ENTRIES_PER_APPEND = 512;
 const DEFAULT_MAX_INFLIGHT_ENTRIES = 8192;
+const DEFAULT_MAX_ENTRIES_PER_APPLY = 8192;
+/** A stalled snapshot transfer is retried after resendTimeoutMs, doubling per attempt up to this factor. */
+const SNAPSHOT_RETRY_BACKOFF_MAX = 16;
 
 export class RaftCore {
   readonly #id: PeerId;
@@ -117,6 +137,7 @@ export class RaftCore {
   readonly #maxEntriesPerAppend: number;
   readonly #maxInflightEntries: number;
   readonly #preVote: boolean;
+  readonly #maxEntriesPerApply: number;
 
   // Durable state (persisted through persist_meta before any effect that depends on it).
   #term: number;
@@ -175,6 +196,8 @@ export class RaftCore {
     this.#maxEntriesPerAppend = options.maxEntriesPerAppend ?? DEFAULT_MAX_ENTRIES_PER_APPEND;
     this.#maxInflightEntries = options.maxInflightEntries ?? DEFAULT_MAX_INFLIGHT_ENTRIES;
     this.#preVote = options.preVote ?? true;
+    this.#maxEntriesPerApply = options.maxEntriesPerApply ?? DEFAULT_MAX_ENTRIES_PER_APPLY;
+    validatePositiveInteger('maxEntriesPerApply', this.#maxEntriesPerApply);
     validateTimeouts(this.#electionTimeoutMinMs, this.#electionTimeoutMaxMs, this.#resendTimeoutMs);
     validatePositiveInteger('maxEntriesPerAppend', this.#maxEntriesPerAppend);
     validatePositiveInteger('maxInflightEntries', this.#maxInflightEntries);
@@ -182,8 +205,11 @@ export class RaftCore {
     const initial = options.initial ?? { term: 0, votedFor: null, entries: [] };
     this.#term = initial.term;
     this.#votedFor = initial.votedFor;
-    this.#log = new RaftLog(initial.entries);
+    this.#log = new RaftLog(initial.entries, options.storage ?? null, initial.snapshot ?? null);
     this.#lastWritten = this.#log.lastIndex;
+    // A snapshot holds committed, applied state only.
+    this.#commitIndex = this.#log.snapshotIndex;
+    this.#lastApplied = this.#log.snapshotIndex;
     if (this.#log.lastTerm > this.#term) {
       throw new InvalidConfigError(
         `recovered log ends with term ${this.#log.lastTerm} but the recovered term is ${this.#term}; the meta file and the log disagree`,
@@ -221,6 +247,24 @@ export class RaftCore {
   get members(): readonly Member[] {
     return this.#members;
   }
+  /** Index of the last entry folded into a snapshot (0 without one). */
+  get snapshotIndex(): number {
+    return this.#log.snapshotIndex;
+  }
+  /** First index held in memory; lower ones down to snapshotIndex + 1 are read from storage. */
+  get memoryFirstIndex(): number {
+    return this.#log.memoryFirstIndex;
+  }
+
+  /** Returns the term of the entry at `index`, or undefined when the log does not hold it. */
+  termAt(index: number): number | undefined {
+    return this.#log.termAt(index);
+  }
+
+  /** Returns the entries held in memory, by reference. */
+  memoryEntries(): readonly LogEntry[] {
+    return this.#log.memoryEntries();
+  }
 
   /** Returns log entries `fromIndex..toIndex` inclusive. Throws RaftInvariantError outside the log. */
   entries(fromIndex: number, toIndex: number): LogEntry[] {
@@ -253,6 +297,7 @@ export class RaftCore {
    * has unacknowledged appends or a pending read round. An idle group returns false.
    */
   needsTick(): boolean {
+    if (this.#lastApplied < this.#commitIndex) return true;
     if (this.#role !== 'leader') return this.#electionDeadlineMs !== null || this.#electionTimerPending;
     if (this.#readRounds.length > 0) return true;
     for (const [id, p] of this.#progress) {
@@ -295,6 +340,15 @@ export class RaftCore {
         break;
       case 'trigger_election':
         if (this.#role !== 'leader') this.#startPreVote();
+        break;
+      case 'segments_flushed':
+        if (event.toIndex <= this.#lastWritten) this.#log.releaseThrough(event.toIndex, event.term);
+        break;
+      case 'snapshot_written':
+        if (event.index <= this.#lastApplied) this.#log.compact(event.index, event.term);
+        break;
+      case 'snapshot_installed':
+        this.#handleSnapshotInstalled(event.index, event.term);
         break;
     }
 
@@ -426,6 +480,7 @@ export class RaftCore {
         resetSeq: 0,
         commitIndexSent: 0,
         lastProgressMs: this.#nowMs,
+        snapshot: null,
       });
     }
     // A leader may commit only entries of its own term (the older ones ride along), so it
@@ -549,6 +604,12 @@ export class RaftCore {
       case 'request_vote_reply':
         this.#handleVoteReply(from, message);
         break;
+      case 'install_snapshot':
+        this.#handleInstallSnapshot(from, message);
+        break;
+      case 'install_snapshot_reply':
+        if (this.#role === 'leader' && message.term === this.#term) this.#handleInstallSnapshotReply(from, message);
+        break;
     }
   }
 
@@ -640,6 +701,17 @@ export class RaftCore {
       this.#updateElectionTimer();
     }
     this.#leaderSeq = Math.max(this.#leaderSeq, request.seq);
+
+    // Entries at or below the snapshot are committed, so they match the leader's: skip them.
+    if (request.prevIndex < this.#log.snapshotIndex) {
+      const skip = this.#log.snapshotIndex - request.prevIndex;
+      request = {
+        ...request,
+        prevIndex: this.#log.snapshotIndex,
+        prevTerm: this.#log.snapshotTerm,
+        entries: request.entries.slice(skip),
+      };
+    }
 
     // Consistency check: the entry before the new ones must match the leader's.
     const { prevIndex, prevTerm } = request;
@@ -768,7 +840,11 @@ export class RaftCore {
    * has not yet been sent the current commit index, so idle groups still apply everywhere.
    */
   #replicateTo(id: PeerId, p: FollowerProgress): void {
-    if (this.#peersDown.has(id)) return;
+    if (this.#peersDown.has(id) || p.snapshot !== null) return;
+    if (p.nextIndex < this.#log.firstIndex) {
+      this.#startSnapshotTransfer(id, p);
+      return;
+    }
     let sent = false;
     // Bounded: each pass sends at least one entry and the window is maxInflightEntries.
     while (p.nextIndex <= this.#log.lastIndex) {
@@ -811,10 +887,100 @@ export class RaftCore {
 
   /** Restarts replication from the match index: after a timeout, a reconnect or a probe. */
   #resendFromMatch(id: PeerId, p: FollowerProgress): void {
+    p.lastProgressMs = this.#nowMs;
+    if (p.snapshot !== null) {
+      this.#effects.push({ type: 'send_snapshot', to: id, index: p.snapshot.index, attempt: p.snapshot.attempt });
+      return;
+    }
     p.nextIndex = p.matchIndex + 1;
     p.resetSeq = this.#seq + 1;
-    p.lastProgressMs = this.#nowMs;
+    if (p.nextIndex < this.#log.firstIndex) {
+      this.#startSnapshotTransfer(id, p);
+      return;
+    }
     this.#sendAppendEntries(id, p, this.#maxEntriesPerAppend);
+  }
+
+  /** The follower needs entries folded into the snapshot: stream the snapshot instead. */
+  #startSnapshotTransfer(id: PeerId, p: FollowerProgress): void {
+    p.snapshot = { index: this.#log.snapshotIndex, attempt: 1 };
+    p.lastProgressMs = this.#nowMs;
+    this.#effects.push({ type: 'send_snapshot', to: id, index: p.snapshot.index, attempt: 1 });
+  }
+
+  #handleInstallSnapshotReply(from: PeerId, reply: InstallSnapshotReply): void {
+    const p = this.#progress.get(from);
+    if (p === undefined) return;
+    p.lastProgressMs = this.#nowMs;
+    if (reply.status === 'next') {
+      if (p.snapshot === null || p.snapshot.index !== reply.snapshotIndex) return;
+      p.snapshot.attempt = 1;
+      this.#effects.push({ type: 'snapshot_chunk_acked', to: from, index: reply.snapshotIndex, nextOffset: reply.nextOffset });
+      return;
+    }
+    if (reply.status === 'rejected') return;
+    // installed or ahead: the follower's log continues after matchIndex.
+    if (reply.matchIndex > this.#log.lastIndex) {
+      throw new RaftInvariantError(`${from} reports match index ${reply.matchIndex} beyond leader ${this.#id}'s last index ${this.#log.lastIndex}`);
+    }
+    if (p.snapshot !== null) this.#effects.push({ type: 'snapshot_transfer_ended', to: from });
+    p.snapshot = null;
+    p.matchIndex = Math.max(p.matchIndex, reply.matchIndex);
+    p.nextIndex = p.matchIndex + 1;
+    p.resetSeq = this.#seq + 1;
+    p.ackSeq = this.#seq;
+    if (!this.#advanceLeaderCommit()) this.#replicateTo(from, p);
+  }
+
+  /**
+   * Follower side of a snapshot transfer. The chunk goes to the server to write aside, unless
+   * this member already holds the snapshot's last entry (same index and term) or has committed
+   * past it: then it answers `ahead`, and the leader resumes append-entries without a loop.
+   */
+  #handleInstallSnapshot(from: PeerId, request: InstallSnapshotRequest): void {
+    if (request.term < this.#term) {
+      this.#sendSnapshotReply(from, request.snapshotIndex, 'rejected', 0);
+      return;
+    }
+    if (this.#role === 'leader') {
+      throw new RaftInvariantError(`member ${this.#id} leads term ${this.#term} but received a snapshot from ${request.leaderId} in the same term`);
+    }
+    if (this.#role !== 'follower' || this.#leaderId !== request.leaderId) {
+      this.#becomeFollower(request.term, request.leaderId);
+    }
+    if (this.#leaderSuspected) {
+      this.#leaderSuspected = false;
+      this.#updateElectionTimer();
+    }
+    const index = request.snapshotIndex;
+    const holdsLastEntry = this.#log.termAt(index) === request.snapshotTerm;
+    if (holdsLastEntry || index <= this.#commitIndex) {
+      this.#leaderMatchIndex = Math.max(this.#leaderMatchIndex, Math.min(index, this.#log.lastIndex));
+      this.#sendSnapshotReply(from, index, 'ahead', 0);
+      return;
+    }
+    this.#effects.push({ type: 'receive_snapshot_chunk', from, request });
+  }
+
+  #handleSnapshotInstalled(index: number, term: number): void {
+    if (index <= this.#commitIndex) return;
+    this.#log.resetToSnapshot(index, term);
+    this.#commitIndex = index;
+    this.#lastApplied = index;
+    this.#lastWritten = index;
+    this.#leaderMatchIndex = index;
+    if (this.#leaderId !== null) this.#sendSnapshotReply(this.#leaderId, index, 'installed', 0);
+  }
+
+  #sendSnapshotReply(to: PeerId, snapshotIndex: number, status: InstallSnapshotReply['status'], nextOffset: number): void {
+    this.#send(to, {
+      type: 'install_snapshot_reply',
+      term: this.#term,
+      snapshotIndex,
+      status,
+      nextOffset,
+      matchIndex: status === 'installed' || status === 'ahead' ? Math.min(this.#lastWritten, this.#leaderMatchIndex) : 0,
+    });
   }
 
   /** Sends an append-entries to a member that requested votes while this leader leads, so it learns the leader. */
@@ -825,7 +991,18 @@ export class RaftCore {
 
   #resendUnacknowledged(): void {
     for (const [id, p] of this.#progress) {
-      if (this.#peersDown.has(id) || !isOutstanding(p)) continue;
+      if (this.#peersDown.has(id)) continue;
+      if (p.snapshot !== null) {
+        // Back-off: resendTimeoutMs, doubled per attempt without progress, up to a cap.
+        const waitMs = this.#resendTimeoutMs * Math.min(2 ** (p.snapshot.attempt - 1), SNAPSHOT_RETRY_BACKOFF_MAX);
+        if (this.#nowMs - p.lastProgressMs >= waitMs) {
+          p.snapshot.attempt += 1;
+          p.lastProgressMs = this.#nowMs;
+          this.#effects.push({ type: 'send_snapshot', to: id, index: p.snapshot.index, attempt: p.snapshot.attempt });
+        }
+        continue;
+      }
+      if (!isOutstanding(p)) continue;
       if (this.#nowMs - p.lastProgressMs >= this.#resendTimeoutMs) this.#resendFromMatch(id, p);
     }
     if (this.#readRounds.length > 0 && this.#nowMs - this.#readRoundSentMs >= this.#resendTimeoutMs) {
@@ -882,6 +1059,7 @@ export class RaftCore {
     for (const correlation of correlations) this.#readRounds.push({ correlation, readIndex, seq });
     for (const [id, p] of this.#progress) {
       if (!this.#voterIds.has(id) || this.#peersDown.has(id)) continue;
+      if (p.snapshot !== null || p.nextIndex < this.#log.firstIndex) continue;
       const windowEntries = this.#maxInflightEntries - (p.nextIndex - 1 - p.matchIndex);
       this.#sendAppendEntries(id, p, clamp(windowEntries, 0, this.#maxEntriesPerAppend));
     }
@@ -911,8 +1089,9 @@ export class RaftCore {
   /** Emits the apply effect for entries committed since the last event, in index order. */
   #applyCommitted(): void {
     if (this.#commitIndex <= this.#lastApplied) return;
-    const entries = this.#log.slice(this.#lastApplied + 1, this.#commitIndex);
-    this.#lastApplied = this.#commitIndex;
+    const toIndex = Math.min(this.#commitIndex, this.#lastApplied + this.#maxEntriesPerApply);
+    const entries = this.#log.slice(this.#lastApplied + 1, toIndex);
+    this.#lastApplied = toIndex;
     this.#effects.push({ type: 'apply', entries });
   }
 
@@ -943,7 +1122,7 @@ export class RaftCore {
 
 /** True while the follower has entries sent but not acknowledged as written, or a request without a reply. */
 function isOutstanding(p: FollowerProgress): boolean {
-  return p.ackSeq < p.sentSeq || p.matchIndex < p.nextIndex - 1;
+  return p.snapshot !== null || p.ackSeq < p.sentSeq || p.matchIndex < p.nextIndex - 1;
 }
 
 function clamp(value: number, min: number, max: number): number {

@@ -67,7 +67,68 @@ export interface RequestVoteReply {
   preVote: boolean;
 }
 
-export type RaftMessage = AppendEntriesRequest | AppendEntriesReply | RequestVoteRequest | RequestVoteReply;
+/**
+ * One chunk of a snapshot that the leader streams to a follower whose next index it no longer
+ * holds. `offset`..`offset + data.byteLength` is a byte range of the snapshot file; `chunkCrc`
+ * is the CRC-32 of `data`. The file's own header CRC covers the whole.
+ */
+export interface InstallSnapshotRequest {
+  type: 'install_snapshot';
+  term: number;
+  leaderId: PeerId;
+  snapshotIndex: number;
+  snapshotTerm: number;
+  offset: number;
+  totalBytes: number;
+  data: Uint8Array;
+  chunkCrc: number;
+  /** True on the chunk that ends the file. */
+  done: boolean;
+}
+
+/**
+ * The follower's answer to a chunk. `next`: send the chunk at `nextOffset` (also the answer to
+ * a duplicate or out-of-order chunk). `installed`: the snapshot is in place and the follower's
+ * log continues after `matchIndex`. `ahead`: the follower already holds the snapshot's last
+ * entry, so the leader resumes append-entries from `matchIndex + 1`. `rejected`: the chunk's
+ * term is stale.
+ */
+export interface InstallSnapshotReply {
+  type: 'install_snapshot_reply';
+  term: number;
+  snapshotIndex: number;
+  status: 'next' | 'installed' | 'ahead' | 'rejected';
+  nextOffset: number;
+  matchIndex: number;
+}
+
+export type RaftMessage =
+  | AppendEntriesRequest
+  | AppendEntriesReply
+  | RequestVoteRequest
+  | RequestVoteReply
+  | InstallSnapshotRequest
+  | InstallSnapshotReply;
+
+/** Index and term of the last entry a snapshot covers. */
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+}
+
+/**
+ * Read access to entries that are durable outside memory (segment files in production), as in
+ * etcd's raft Storage. The core calls it synchronously; it is not consulted for indexes at or
+ * below the snapshot or at or above the first index held in memory.
+ */
+export interface LogStorage {
+  /** Highest index readable from storage, 0 when it has none. */
+  lastIndex(): number;
+  /** Term of the entry at `index`, or undefined when storage does not hold it. */
+  term(index: number): number | undefined;
+  /** Entries `fromIndex..toIndex` inclusive. Throws when storage lacks one or finds it corrupt. */
+  entries(fromIndex: number, toIndex: number): LogEntry[];
+}
 
 export type RaftEvent =
   /** The scheduler's shared tick. The core has no clock of its own; `nowMs` is monotonic milliseconds. */
@@ -82,7 +143,13 @@ export type RaftEvent =
   /** The node-level failure detector suspects (`up: false`) or trusts again (`up: true`) a peer's node. */
   | { type: 'peer_status'; peer: PeerId; up: boolean; nowMs: number }
   /** Start an election now (pre-vote first), as when an operator asks for one. */
-  | { type: 'trigger_election'; nowMs: number };
+  | { type: 'trigger_election'; nowMs: number }
+  /** Segment files now hold this member's entries up to `toIndex` (which has `term`), so memory may drop them. */
+  | { type: 'segments_flushed'; term: number; toIndex: number; nowMs: number }
+  /** This member's own snapshot at `index` (with `term`) is durable: the log before it may be compacted. */
+  | { type: 'snapshot_written'; index: number; term: number; nowMs: number }
+  /** A snapshot received from the leader is durable and loaded into the machine: the log restarts after it. */
+  | { type: 'snapshot_installed'; index: number; term: number; nowMs: number };
 
 export type RaftEffect =
   | { type: 'send'; to: PeerId; message: RaftMessage }
@@ -100,4 +167,15 @@ export type RaftEffect =
   | { type: 'command_rejected'; correlation: number; leaderHint: PeerId | null; reason: 'not_leader' }
   | { type: 'read_ready'; correlation: number; readIndex: number }
   | { type: 'read_rejected'; correlation: number; leaderHint: PeerId | null; reason: 'not_leader' }
-  | { type: 'role_changed'; role: Role; term: number; leader: PeerId | null };
+  | { type: 'role_changed'; role: Role; term: number; leader: PeerId | null }
+  /**
+   * Leader: stream the newest snapshot (at `index`) to `to`, or resend the current chunk of a
+   * transfer already under way. Emitted again with back-off while the follower makes no progress.
+   */
+  | { type: 'send_snapshot'; to: PeerId; index: number; attempt: number }
+  /** Leader: the follower asks for the chunk at `nextOffset` of the snapshot at `index`. */
+  | { type: 'snapshot_chunk_acked'; to: PeerId; index: number; nextOffset: number }
+  /** Leader: the transfer to `to` ended (installed, not needed, or abandoned on a step-down). */
+  | { type: 'snapshot_transfer_ended'; to: PeerId }
+  /** Follower: write this chunk aside; when the last one verifies, install it and report `snapshot_installed`. */
+  | { type: 'receive_snapshot_chunk'; from: PeerId; request: InstallSnapshotRequest };
