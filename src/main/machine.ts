@@ -10,9 +10,24 @@ export interface ApplyMeta {
   term: number;
 }
 
+/**
+ * An effect a machine returns from `apply`. `release_cursor` says that `state` is the whole
+ * state as of entry `index`, so rana may write it as a snapshot and drop the log up to
+ * `index`. The state is encoded with the machine's snapshot codec before apply returns to
+ * rana, so the machine may keep mutating it afterwards.
+ */
+export type MachineEffect<State = unknown> = { type: 'release_cursor'; index: number; state: State };
+
 export interface ApplyResult<State, Reply> {
   state: State;
   reply: Reply;
+  effects?: MachineEffect<State>[];
+}
+
+/** Encodes a machine state for a snapshot and decodes it back; decode(encode(s)) must equal s. */
+export interface SnapshotCodec<State> {
+  encode(state: State): Uint8Array;
+  decode(bytes: Uint8Array): State;
 }
 
 export interface Machine<State = unknown, Command = unknown, Reply = unknown> {
@@ -25,6 +40,8 @@ export interface Machine<State = unknown, Command = unknown, Reply = unknown> {
   queries?: Record<string, (state: State, args: unknown) => unknown>;
   overview?(state: State): Record<string, unknown>;
   version?: number;
+  /** Snapshot codec. Without one, rana encodes the state with msgpackr. */
+  snapshot?: SnapshotCodec<State>;
 }
 
 /** A machine as registered on a system, with a name every node agrees on. */

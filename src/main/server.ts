@@ -2,13 +2,20 @@
 // executes the effects the core returns (WAL appends, durable votes, messages, applying
 // committed entries to the machine, replies to callers).
 
+import fs from 'node:fs';
+import path from 'node:path';
+import crc32 from 'crc-32';
 import { pack, unpack } from 'msgpackr';
 import type { Logger } from './logger.js';
-import type { Machine } from './machine.js';
+import type { Machine, MachineEffect } from './machine.js';
 import { RaftCore } from './raft/core.js';
-import type { LogEntry, Member, PeerId, RaftEffect, RaftEvent, RaftMessage, Role } from './raft/types.js';
+import type { InstallSnapshotRequest, LogEntry, LogStorage, Member, PeerId, RaftEffect, RaftEvent, RaftMessage, Role, SnapshotMeta } from './raft/types.js';
 import type { MetaStore } from './storage/meta-store.js';
+import type { SegmentLog } from './storage/segment-store.js';
+import { SnapshotReceiver, SNAPSHOTS_KEPT, type LoadedSnapshot, type SnapshotPool } from './storage/snapshot-store.js';
 import type { WalClient } from './storage/wal-client.js';
+import { readFully } from '../shared/file-system.js';
+import { SNAPSHOT_FILE_NAME, snapshotDirName } from '../shared/snapshot-format.js';
 import { NotLeaderError, OverloadedError, RanaError, StoppedError, TimeoutError, type ServerRef } from './errors.js';
 
 export interface ServerConfig {
@@ -31,6 +38,37 @@ export interface ServerHost {
   setTicking(server: RaftServer, ticking: boolean): void;
   nowMs(): number;
   random(): number;
+  /** Directory of this server: `<dataDir>/<system>/servers/<uid>`. */
+  serverDir: string;
+  snapshotPool: SnapshotPool;
+  /** This server wrote a snapshot at `index`; the segment writer may delete the segments it covers. */
+  snapshotWritten(uid: string, index: number): void;
+  syncMethod: 'datasync' | 'sync' | 'none';
+  /** Bytes per install_snapshot chunk. */
+  snapshotChunkBytes: number;
+  /** A follower drops a snapshot transfer that made no progress for this long. */
+  receiveSnapshotTimeoutMs: number;
+}
+
+/** What a server starts from: its newest valid snapshot, its segment files and the entries still in the WAL. */
+export interface ServerRecovery {
+  snapshot: LoadedSnapshot | null;
+  /** The server's segment files; refreshed when the segment writer reports new ranges. */
+  storage: SegmentLog | null;
+  /** What the core reads below memory (the segment files, seen as empty right after a snapshot install). */
+  storageView?: LogStorage;
+  /** Entries in memory, starting at most one past the storage's (or snapshot's) last index. */
+  entries: LogEntry[];
+}
+
+/** A snapshot transfer from this leader to one follower. */
+interface SnapshotSender {
+  index: number;
+  term: number;
+  fd: number;
+  totalBytes: number;
+  /** Offset of the chunk last sent. */
+  offset: number;
 }
 
 export interface ServerStatus {
@@ -44,6 +82,10 @@ export interface ServerStatus {
   lastApplied: number;
   lastIndex: number;
   lastWritten: number;
+  /** Last index folded into a snapshot; 0 without one. */
+  snapshotIndex: number;
+  /** First index held in memory; entries below it come from segment files. */
+  memoryFirstIndex: number;
   members: Member[];
   machine: Record<string, unknown> | undefined;
 }
@@ -97,14 +139,28 @@ export class RaftServer {
   /** All pending calls in deadline order (every call gets the same kind of timeout, so FIFO is close to sorted). */
   #deadlines: PendingCall[] = [];
 
-  constructor(config: ServerConfig, machine: Machine, host: ServerHost, meta: MetaStore, recovered: LogEntry[]) {
+  /** Snapshot write under way (at most one per server), or a state encoded and waiting for its index to be written. */
+  #snapshotWriting = false;
+  #pendingSnapshot: { index: number; data: Uint8Array } | null = null;
+  /** Set after a snapshot install, until the next restart: the log restarts after this snapshot. */
+  #installedSnapshot: SnapshotMeta | null = null;
+  #senders = new Map<PeerId, SnapshotSender>();
+  #receiver: SnapshotReceiver | null = null;
+  readonly #storage: SegmentLog | null;
+  /** Index of the last entry applied to #state (the snapshot's index right after a load or install). */
+  #appliedIndex = 0;
+
+  constructor(config: ServerConfig, machine: Machine, host: ServerHost, meta: MetaStore, recovery: ServerRecovery) {
     this.config = config;
     this.ref = { name: config.name, node: host.nodeId };
     this.#machine = machine;
     this.#host = host;
     this.#meta = meta;
     this.#log = host.logger.child({ group: config.name });
-    this.#state = machine.init(config.machineArgs);
+    this.#storage = recovery.storage;
+    const snapshot = recovery.snapshot;
+    this.#state = snapshot === null ? machine.init(config.machineArgs) : this.#decodeState(snapshot.data);
+    this.#appliedIndex = snapshot?.index ?? 0;
     this.writerId = host.wal.registerWriter(config.uid);
 
     const { term, votedFor } = meta.read();
@@ -112,9 +168,18 @@ export class RaftServer {
       id: host.nodeId,
       members: config.members,
       random: host.random,
-      initial: { term, votedFor, entries: recovered },
+      initial: {
+        term,
+        votedFor,
+        entries: recovery.entries,
+        snapshot: snapshot === null ? undefined : { index: snapshot.index, term: snapshot.term },
+      },
+      storage: recovery.storageView ?? recovery.storage ?? undefined,
     });
-    this.#log.info({ term, lastIndex: this.#core.lastIndex, members: config.members.map((m) => m.id) }, 'server started');
+    this.#log.info(
+      { term, snapshotIndex: snapshot?.index ?? 0, lastIndex: this.#core.lastIndex, memoryFirstIndex: this.#core.memoryFirstIndex, members: config.members.map((m) => m.id) },
+      'server started',
+    );
     this.#afterHandle();
   }
 
@@ -128,6 +193,11 @@ export class RaftServer {
 
   get leaderNode(): string | null {
     return this.#core.leaderId;
+  }
+
+  /** Last index folded into this member's snapshot (its own or one installed from the leader). */
+  get snapshotIndex(): number {
+    return this.#core.snapshotIndex;
   }
 
   get stopped(): boolean {
@@ -146,6 +216,8 @@ export class RaftServer {
       lastApplied: this.#core.lastApplied,
       lastIndex: this.#core.lastIndex,
       lastWritten: this.#core.lastWritten,
+      snapshotIndex: this.#core.snapshotIndex,
+      memoryFirstIndex: this.#core.memoryFirstIndex,
       members: this.config.members,
       machine: this.#machine.overview?.(this.#state),
     };
@@ -159,6 +231,18 @@ export class RaftServer {
 
   written(term: number, fromIndex: number, toIndex: number): void {
     this.#handle({ type: 'written', term, fromIndex, toIndex, nowMs: this.#host.nowMs() });
+    const pending = this.#pendingSnapshot;
+    if (pending !== null && pending.index <= this.#core.lastWritten) {
+      this.#pendingSnapshot = null;
+      this.#writeSnapshot(pending.index, pending.data);
+    }
+  }
+
+  /** Segment files now hold this server's entries up to `toIndex`; memory may drop them. */
+  segmentsFlushed(toIndex: number, term: number): void {
+    if (this.#stopped) return;
+    this.#storage?.refresh();
+    this.#handle({ type: 'segments_flushed', term, toIndex, nowMs: this.#host.nowMs() });
   }
 
   peerStatus(peer: PeerId, up: boolean): void {
@@ -168,6 +252,12 @@ export class RaftServer {
 
   tick(nowMs: number): void {
     this.#handle({ type: 'tick', nowMs });
+    const receiver = this.#receiver;
+    if (receiver !== null && nowMs - receiver.lastProgressMs >= this.#host.receiveSnapshotTimeoutMs) {
+      this.#log.warn({ leader: receiver.leader, snapshotIndex: receiver.index, receivedBytes: receiver.receivedBytes, totalBytes: receiver.totalBytes },
+        'snapshot transfer made no progress within receiveSnapshotTimeoutMs; dropping it');
+      this.#abortReceive();
+    }
     this.#expireCalls(nowMs);
   }
 
@@ -251,10 +341,15 @@ export class RaftServer {
     });
   }
 
-  /** Returns the log entries this member has made durable, for a restart within this process. */
-  durableEntries(): LogEntry[] {
+  /**
+   * Returns the durable log entries this member holds in memory, for a restart within this
+   * process (older ones are in segments and snapshots on disk), and the snapshot installed in
+   * this incarnation, whose marker the WAL may not have flushed yet.
+   */
+  durableEntries(): { entries: LogEntry[]; reset: SnapshotMeta | null } {
     const lastWritten = this.#core.lastWritten;
-    return lastWritten === 0 ? [] : this.#core.entries(1, lastWritten);
+    const entries = this.#core.memoryEntries().filter((entry) => entry.index <= lastWritten);
+    return { entries, reset: this.#installedSnapshot };
   }
 
   /** Runs a query on this member's current state with no consensus round: possibly stale. */
@@ -278,6 +373,8 @@ export class RaftServer {
     this.#readsWaitingApply = [];
     this.#parked = [];
     this.#deadlines = [];
+    this.#closeSenders();
+    this.#abortReceive();
     this.#meta.close();
     this.#log.info('server stopped');
   }
@@ -292,7 +389,8 @@ export class RaftServer {
   }
 
   #afterHandle(): void {
-    this.#host.setTicking(this, !this.#stopped && (this.#core.needsTick() || this.#deadlines.length > 0 || this.#parked.length > 0 || this.#leaderWaiters.length > 0));
+    this.#host.setTicking(this, !this.#stopped && (this.#core.needsTick() || this.#deadlines.length > 0 || this.#parked.length > 0 ||
+      this.#leaderWaiters.length > 0 || this.#receiver !== null));
   }
 
   #execute(effects: RaftEffect[]): void {
@@ -339,8 +437,25 @@ export class RaftServer {
           this.#answerReads();
           break;
         }
+        case 'send_snapshot':
+          this.#sendSnapshot(effect.to, effect.index, effect.attempt);
+          break;
+        case 'snapshot_chunk_acked':
+          this.#sendNextChunk(effect.to, effect.index, effect.nextOffset);
+          break;
+        case 'snapshot_transfer_ended':
+          this.#closeSender(effect.to);
+          break;
+        case 'receive_snapshot_chunk':
+          this.#receiveChunk(effect.from, effect.request);
+          break;
         case 'role_changed':
           this.#log.info({ role: effect.role, term: effect.term, leader: effect.leader }, 'role changed');
+          if (effect.role !== 'leader') this.#closeSenders();
+          if (this.#receiver !== null && (effect.leader !== this.#receiver.leader || effect.term !== this.#receiver.term)) {
+            // A new leader (or none) mid-transfer: the partial snapshot is dropped.
+            this.#abortReceive();
+          }
           this.#machine.stateEnter?.(effect.role, this.#state);
           if (effect.leader !== null) {
             this.#retryParked();
@@ -357,12 +472,14 @@ export class RaftServer {
 
   #apply(entries: LogEntry[]): void {
     for (const entry of entries) {
+      this.#appliedIndex = entry.index;
       let reply: unknown = undefined;
       if (entry.kind === 'command') {
         const command = unpack(entry.data);
         const result = this.#machine.apply({ index: entry.index, term: entry.term }, command, this.#state);
         this.#state = result.state;
         reply = result.reply;
+        if (result.effects !== undefined) this.#machineEffects(result.effects);
       }
       const pending = this.#commandsByIndex.get(entry.index);
       if (pending) {
@@ -380,7 +497,9 @@ export class RaftServer {
 
   #answerReads(): void {
     if (this.#readsWaitingApply.length === 0) return;
-    const lastApplied = this.#core.lastApplied;
+    // The machine's own index, not the core's: the core counts entries as applied when it emits
+    // the apply effect, and a read_ready effect can come before that effect in the same batch.
+    const lastApplied = this.#appliedIndex;
     const waiting: PendingRead[] = [];
     for (const read of this.#readsWaitingApply) {
       if (read.readIndex > lastApplied) {
@@ -394,6 +513,190 @@ export class RaftServer {
       }
     }
     this.#readsWaitingApply = waiting;
+  }
+
+  // ---- snapshots ----
+
+  #machineEffects(effects: MachineEffect[]): void {
+    for (const effect of effects) {
+      if (effect.type === 'release_cursor') this.#releaseCursor(effect.index, effect.state);
+    }
+  }
+
+  /**
+   * Encodes the state now (the machine may mutate it after apply returns) and writes it off the
+   * main thread. At most one write runs per server; a cursor released meanwhile is dropped and
+   * the next one is taken. A snapshot is never written above the last durable index, so a
+   * cursor above it waits for the WAL.
+   */
+  #releaseCursor(index: number, state: unknown): void {
+    if (this.#snapshotWriting || index <= this.#core.snapshotIndex) return;
+    const data = this.#encodeState(state);
+    if (index > this.#core.lastWritten) {
+      this.#pendingSnapshot = { index, data };
+      return;
+    }
+    this.#writeSnapshot(index, data);
+  }
+
+  #writeSnapshot(index: number, data: Uint8Array): void {
+    const term = this.#core.termAt(index);
+    if (term === undefined || this.#snapshotWriting || index <= this.#core.snapshotIndex) return;
+    this.#snapshotWriting = true;
+    const startedMs = this.#host.nowMs();
+    this.#host.snapshotPool
+      .write({ snapshotsDir: this.#snapshotsDir(), index, term, data, keep: SNAPSHOTS_KEPT, syncMethod: this.#host.syncMethod })
+      .then(
+        (result) => {
+          this.#snapshotWriting = false;
+          if (this.#stopped) return;
+          this.#log.info({ snapshotIndex: index, term, bytes: result.bytes, ms: Math.round(this.#host.nowMs() - startedMs) }, 'snapshot written');
+          this.#handle({ type: 'snapshot_written', index, term, nowMs: this.#host.nowMs() });
+          this.#host.snapshotWritten(this.config.uid, index);
+        },
+        (error: unknown) => {
+          this.#snapshotWriting = false;
+          this.#log.error({ err: error, snapshotIndex: index }, 'snapshot write failed; the log is kept and the next release_cursor retries');
+        },
+      );
+  }
+
+  #snapshotsDir(): string {
+    return path.join(this.#host.serverDir, 'snapshots');
+  }
+
+  #encodeState(state: unknown): Uint8Array {
+    return this.#machine.snapshot ? this.#machine.snapshot.encode(state) : pack(state);
+  }
+
+  #decodeState(data: Uint8Array): unknown {
+    return this.#machine.snapshot ? this.#machine.snapshot.decode(data) : unpack(data);
+  }
+
+  /** Starts streaming the snapshot at `index` to `to`, or resends the current chunk of a transfer under way. */
+  #sendSnapshot(to: PeerId, index: number, attempt: number): void {
+    let sender = this.#senders.get(to);
+    if (sender !== undefined && sender.index !== index) {
+      this.#closeSender(to);
+      sender = undefined;
+    }
+    if (sender === undefined) {
+      const term = this.#core.termAt(index);
+      if (term === undefined) return;
+      const file = path.join(this.#snapshotsDir(), snapshotDirName(index, term), SNAPSHOT_FILE_NAME);
+      let fd: number;
+      try {
+        fd = fs.openSync(file, 'r');
+      } catch (error) {
+        this.#log.error({ err: error, follower: to, snapshotIndex: index }, 'cannot open the snapshot to send; retrying later');
+        return;
+      }
+      sender = { index, term, fd, totalBytes: fs.fstatSync(fd).size, offset: 0 };
+      this.#senders.set(to, sender);
+      this.#log.info({ follower: to, snapshotIndex: index, bytes: sender.totalBytes }, 'sending snapshot');
+    } else if (attempt > 1) {
+      this.#log.warn({ follower: to, snapshotIndex: index, offset: sender.offset, attempt }, 'snapshot transfer stalled; resending the current chunk');
+    }
+    this.#sendChunk(to, sender);
+  }
+
+  #sendNextChunk(to: PeerId, index: number, nextOffset: number): void {
+    const sender = this.#senders.get(to);
+    if (sender === undefined || sender.index !== index || nextOffset > sender.totalBytes) return;
+    sender.offset = nextOffset;
+    if (nextOffset < sender.totalBytes || nextOffset === 0) this.#sendChunk(to, sender);
+  }
+
+  #sendChunk(to: PeerId, sender: SnapshotSender): void {
+    const length = Math.min(this.#host.snapshotChunkBytes, sender.totalBytes - sender.offset);
+    const data = readFully(sender.fd, length, sender.offset);
+    const message: InstallSnapshotRequest = {
+      type: 'install_snapshot',
+      term: this.#core.term,
+      leaderId: this.#host.nodeId,
+      snapshotIndex: sender.index,
+      snapshotTerm: sender.term,
+      offset: sender.offset,
+      totalBytes: sender.totalBytes,
+      data,
+      chunkCrc: crc32.buf(data) >>> 0,
+      done: sender.offset + length >= sender.totalBytes,
+    };
+    this.#host.send(to, this.config.name, message);
+  }
+
+  #closeSender(to: PeerId): void {
+    const sender = this.#senders.get(to);
+    if (sender === undefined) return;
+    this.#senders.delete(to);
+    fs.closeSync(sender.fd);
+  }
+
+  #closeSenders(): void {
+    for (const to of [...this.#senders.keys()]) this.#closeSender(to);
+  }
+
+  /** Follower: writes one chunk aside; the last one is verified and installed. */
+  #receiveChunk(from: PeerId, request: InstallSnapshotRequest): void {
+    let receiver = this.#receiver;
+    if (receiver !== null && (receiver.term !== request.term || receiver.leader !== request.leaderId || receiver.index !== request.snapshotIndex)) {
+      this.#abortReceive();
+      receiver = null;
+    }
+    if (receiver === null) {
+      if (request.offset !== 0) {
+        this.#replyChunk(from, request.snapshotIndex, 0);
+        return;
+      }
+      receiver = new SnapshotReceiver(this.#snapshotsDir(), request.leaderId, request.term, request.snapshotIndex, request.snapshotTerm,
+        request.totalBytes, this.#host.nowMs());
+      this.#receiver = receiver;
+      this.#log.info({ leader: from, snapshotIndex: request.snapshotIndex, bytes: request.totalBytes }, 'receiving snapshot');
+    }
+    if (request.offset !== receiver.receivedBytes || !receiver.writeChunk(request.data, request.chunkCrc, this.#host.nowMs())) {
+      this.#replyChunk(from, request.snapshotIndex, receiver.receivedBytes);
+      return;
+    }
+    if (!request.done || receiver.receivedBytes < receiver.totalBytes) {
+      this.#replyChunk(from, request.snapshotIndex, receiver.receivedBytes);
+      return;
+    }
+    let snapshot: LoadedSnapshot;
+    let state: unknown;
+    try {
+      snapshot = receiver.finish();
+      state = this.#decodeState(snapshot.data);
+    } catch (error) {
+      this.#log.error({ err: error, leader: from, snapshotIndex: request.snapshotIndex }, 'received snapshot failed verification; asking for it again');
+      this.#abortReceive();
+      this.#replyChunk(from, request.snapshotIndex, 0);
+      return;
+    }
+    this.#receiver = null;
+    this.#state = state;
+    this.#appliedIndex = snapshot.index;
+    this.#installedSnapshot = { index: snapshot.index, term: snapshot.term };
+    // The snapshot is durable; the marker makes WAL replay drop this member's older entries above it.
+    this.#host.wal.appendSnapshotMarker(this.writerId, snapshot.index, snapshot.term);
+    this.#log.info({ snapshotIndex: snapshot.index, term: snapshot.term }, 'snapshot installed');
+    this.#handle({ type: 'snapshot_installed', index: snapshot.index, term: snapshot.term, nowMs: this.#host.nowMs() });
+  }
+
+  #replyChunk(to: PeerId, snapshotIndex: number, nextOffset: number): void {
+    this.#host.send(to, this.config.name, {
+      type: 'install_snapshot_reply',
+      term: this.#core.term,
+      snapshotIndex,
+      status: 'next',
+      nextOffset,
+      matchIndex: 0,
+    });
+  }
+
+  #abortReceive(): void {
+    if (this.#receiver === null) return;
+    this.#receiver.abort();
+    this.#receiver = null;
   }
 
   // ---- pending call bookkeeping ----

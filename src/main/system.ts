@@ -5,6 +5,8 @@
 //   wal/                       the shared WAL files
 //   servers/<uid>/config.json  server config, replaced atomically (temp file, fsync, rename)
 //   servers/<uid>/meta         current term and voted-for
+//   servers/<uid>/segments/    entries moved out of closed WAL files by the segment writer
+//   servers/<uid>/snapshots/   the newest snapshots, one directory each
 
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -12,15 +14,32 @@ import path from 'node:path';
 import { InvalidConfigError, StorageError, type ServerRef } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Machine, MachineRef } from './machine.js';
-import type { LogEntry, Member, RaftMessage } from './raft/types.js';
-import { RaftServer, type ServerConfig, type ServerHost } from './server.js';
+import type { LogEntry, LogStorage, Member, RaftMessage, SnapshotMeta } from './raft/types.js';
+import { RaftServer, type ServerConfig, type ServerHost, type ServerRecovery } from './server.js';
 import { MetaStore } from './storage/meta-store.js';
+import { SegmentFileCache, SegmentLog } from './storage/segment-store.js';
+import { SegmentWriterClient, type FlushedRange, type SegmentOptions } from './storage/segment-writer-client.js';
+import { loadNewestSnapshot, SnapshotPool } from './storage/snapshot-store.js';
 import { WalClient, type WalOptions } from './storage/wal-client.js';
 
 export interface SystemOptions {
   name: string;
   dataDir: string;
   wal?: Omit<WalOptions, 'dir'>;
+  segment?: SegmentOptions;
+  /** Bytes per chunk when a leader streams a snapshot to a follower. Default 1 MiB. */
+  snapshotChunkBytes?: number;
+  /** A follower drops a snapshot transfer that made no progress for this long. Default 30,000 ms. */
+  receiveSnapshotTimeoutMs?: number;
+}
+
+const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+const DEFAULT_RECEIVE_SNAPSHOT_TIMEOUT_MS = 30_000;
+
+/** A server's log as recovered from the WAL: entries in memory, and the snapshot its log restarts after, if any. */
+interface RecoveredLog {
+  entries: LogEntry[];
+  reset: SnapshotMeta | null;
 }
 
 /** What a system needs from its node. */
@@ -54,23 +73,29 @@ export class System {
   readonly name: string;
   readonly dir: string;
   readonly wal: WalClient;
+  readonly segmentWriter: SegmentWriterClient;
 
   #host: SystemHost;
+  #options: SystemOptions;
+  #segmentCache = new SegmentFileCache();
+  #snapshotPool = new SnapshotPool();
   #log: Logger;
   #machines = new Map<string, Machine>();
   #servers = new Map<string, RaftServer>();
   #serversByWriter = new Map<number, RaftServer>();
   /** Configs found on disk, by cluster name, including servers not running now. */
   #configs = new Map<string, ServerConfig>();
-  /** Entries recovered from the WAL at start, by uid, handed to each server when it starts. */
-  #recovered: Map<string, LogEntry[]>;
+  /** Logs recovered from the WAL at start, by uid, handed to each server when it starts. */
+  #recovered: Map<string, RecoveredLog>;
   #failure: StorageError | null = null;
 
-  private constructor(options: SystemOptions, host: SystemHost, wal: WalClient, recovered: Map<string, LogEntry[]>) {
+  private constructor(options: SystemOptions, host: SystemHost, wal: WalClient, segmentWriter: SegmentWriterClient, recovered: Map<string, RecoveredLog>) {
     this.name = options.name;
     this.dir = path.join(options.dataDir, options.name);
     this.wal = wal;
+    this.segmentWriter = segmentWriter;
     this.#host = host;
+    this.#options = options;
     this.#log = host.logger.child({ system: options.name });
     this.#recovered = recovered;
 
@@ -78,6 +103,9 @@ export class System {
       this.#serversByWriter.get(writerId)?.written(term, fromIndex, toIndex);
     });
     wal.onFatal((error) => this.#fail(error));
+    wal.onRolled((filePath) => segmentWriter.flush(filePath));
+    segmentWriter.onFlushed((_walPath, ranges) => this.#segmentsFlushed(ranges));
+    segmentWriter.onFatal((error) => this.#fail(error));
   }
 
   static async start(options: SystemOptions, host: SystemHost): Promise<System> {
@@ -87,9 +115,23 @@ export class System {
     }
     const dir = path.join(options.dataDir, options.name);
     fs.mkdirSync(path.join(dir, 'servers'), { recursive: true });
-    const { wal, recovered } = await WalClient.open({ ...options.wal, dir: path.join(dir, 'wal'), logger: host.logger.child({ system: options.name }) });
-    const system = new System(options, host, wal, recovered);
+    positiveOption('snapshotChunkBytes', options.snapshotChunkBytes);
+    positiveOption('receiveSnapshotTimeoutMs', options.receiveSnapshotTimeoutMs);
+    const segmentWriter = SegmentWriterClient.start(path.join(dir, 'servers'), options.wal?.syncMethod ?? 'datasync', options.segment);
+    let opened: Awaited<ReturnType<typeof WalClient.open>>;
+    try {
+      opened = await WalClient.open({ ...options.wal, dir: path.join(dir, 'wal'), logger: host.logger.child({ system: options.name }) });
+    } catch (error) {
+      await segmentWriter.close();
+      throw error;
+    }
+    const recovered = new Map<string, RecoveredLog>();
+    for (const [uid, entries] of opened.recovered) recovered.set(uid, { entries, reset: opened.resets.get(uid) ?? null });
+    for (const [uid, reset] of opened.resets) if (!recovered.has(uid)) recovered.set(uid, { entries: [], reset });
+    const system = new System(options, host, opened.wal, segmentWriter, recovered);
     system.#loadConfigs();
+    // WAL files closed before the last stop still wait for the segment writer.
+    for (const filePath of opened.closedFiles) segmentWriter.flush(filePath);
     return system;
   }
 
@@ -187,13 +229,79 @@ export class System {
       // After a fatal WAL error close() rejects with that same error, which was logged when it
       // happened; a clean shutdown of a failed system is not a second failure.
       if (error !== this.#failure) throw error;
+    } finally {
+      await this.segmentWriter.close();
+      await this.#snapshotPool.close();
+      this.#segmentCache.closeAll();
     }
+  }
+
+  #segmentsFlushed(ranges: FlushedRange[]): void {
+    for (const range of ranges) {
+      const server = this.#serversByUid(range.uid);
+      if (server !== undefined) {
+        server.segmentsFlushed(range.toIndex, range.term);
+        continue;
+      }
+      // A server that is not running keeps only what segments do not hold yet.
+      const recovered = this.#recovered.get(range.uid);
+      if (recovered === undefined || recovered.entries.length === 0) continue;
+      const first = recovered.entries[0].index;
+      const at = recovered.entries[range.toIndex - first];
+      if (at !== undefined && at.index === range.toIndex && at.term === range.term) {
+        recovered.entries = recovered.entries.slice(range.toIndex - first + 1);
+      }
+    }
+  }
+
+  #serversByUid(uid: string): RaftServer | undefined {
+    for (const server of this.#servers.values()) if (server.config.uid === uid) return server;
+    return undefined;
+  }
+
+  /**
+   * Builds a server's starting log: the newest snapshot that verifies, the segment files above
+   * it, and the entries still in the WAL above those. Throws StorageError when they leave a hole.
+   */
+  #recover(config: ServerConfig, serverDir: string): ServerRecovery {
+    const snapshot = loadNewestSnapshot(path.join(serverDir, 'snapshots'), this.#log.child({ group: config.name }));
+    const snapshotIndex = snapshot?.index ?? 0;
+    const recovered = this.#recovered.get(config.uid) ?? { entries: [], reset: null };
+    const segments = new SegmentLog(path.join(serverDir, 'segments'), this.#segmentCache);
+    const reset = recovered.reset;
+    if (reset !== null && snapshotIndex < reset.index) {
+      throw new StorageError(
+        `server ${config.name} (${config.uid}) installed a snapshot at index ${reset.index}, but the newest valid snapshot on disk ends at ${snapshotIndex}; ` +
+          'its log has a hole, so restore the member from a replica (delete its data directory and add it back)',
+      );
+    }
+    // After an install the segment files are stale until the writer flushes the marker, so the
+    // log starts empty above the snapshot; entries released later are read from new segments.
+    const storage: LogStorage = {
+      lastIndex: () => (reset !== null ? 0 : segments.lastIndex()),
+      term: (index) => segments.term(index),
+      entries: (fromIndex, toIndex) => segments.entries(fromIndex, toIndex),
+    };
+    const entries = recovered.entries.filter((entry) => entry.index > snapshotIndex);
+    const storageLast = Math.max(snapshotIndex, storage.lastIndex());
+    const first = entries.length > 0 ? entries[0].index : storageLast + 1;
+    const storageFirstNeeded = snapshotIndex + 1;
+    const hole =
+      first > storageLast + 1 ||
+      (first - 1 >= storageFirstNeeded && (segments.term(storageFirstNeeded) === undefined || segments.term(first - 1) === undefined));
+    if (hole) {
+      throw new StorageError(
+        `server ${config.name} (${config.uid}) has a hole in its log: snapshot to ${snapshotIndex}, segments to ${segments.lastIndex()}, ` +
+          `WAL entries from ${entries[0]?.index ?? 'none'}; restore the member from a replica (delete its data directory and add it back)`,
+      );
+    }
+    return { snapshot, storage: segments, entries, storageView: storage };
   }
 
   #launch(config: ServerConfig): RaftServer {
     const serverDir = path.join(this.dir, 'servers', config.uid);
+    const recovery = this.#recover(config, serverDir);
     const meta = MetaStore.open(path.join(serverDir, 'meta'));
-    const recovered = this.#recovered.get(config.uid) ?? [];
     // Handed over once; stopServer puts the server's durable entries back for a later restart.
     this.#recovered.delete(config.uid);
     const host: ServerHost = {
@@ -204,8 +312,14 @@ export class System {
       setTicking: this.#host.setTicking,
       nowMs: this.#host.nowMs,
       random: this.#host.random,
+      serverDir,
+      snapshotPool: this.#snapshotPool,
+      snapshotWritten: (uid, index) => this.segmentWriter.snapshotWritten(uid, index),
+      syncMethod: this.#options.wal?.syncMethod ?? 'datasync',
+      snapshotChunkBytes: this.#options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES,
+      receiveSnapshotTimeoutMs: this.#options.receiveSnapshotTimeoutMs ?? DEFAULT_RECEIVE_SNAPSHOT_TIMEOUT_MS,
     };
-    const server = new RaftServer(config, this.#machines.get(config.machine)!, host, meta, recovered);
+    const server = new RaftServer(config, this.#machines.get(config.machine)!, host, meta, recovery);
     this.#servers.set(config.name, server);
     this.#serversByWriter.set(server.writerId, server);
     return server;
@@ -250,6 +364,12 @@ export class System {
 
   serverRef(name: string): ServerRef {
     return { name, node: this.#host.nodeId };
+  }
+}
+
+function positiveOption(name: string, value: number | undefined): void {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+    throw new InvalidConfigError(`${name} is ${value}; use a positive integer`);
   }
 }
 

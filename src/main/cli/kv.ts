@@ -16,7 +16,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { ClusterNotFoundError, NotLeaderError, RanaError, TimeoutError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
-import { kvMachine, type KvCommand, type KvReply } from '../machines/kv.js';
+import { createKvMachine, type KvCommand, type KvReply } from '../machines/kv.js';
 import { groupName, groupOfKey } from '../machines/kv-groups.js';
 import { Node, parseAddress } from '../node.js';
 import type { System } from '../system.js';
@@ -30,6 +30,14 @@ export interface KvServiceOptions {
   groups: number;
   syncMethod: 'datasync' | 'sync' | 'none';
   walMaxBatchSize?: number;
+  /** WAL roll-over size in bytes. */
+  walMaxSizeBytes?: number;
+  /** WAL roll-over entry count. */
+  walMaxEntries?: number;
+  /** Entries per segment file. */
+  segmentMaxEntries?: number;
+  /** Commands between two snapshots of each group. */
+  snapshotInterval?: number;
   timeoutMs: number;
   logLevel?: string;
 }
@@ -51,9 +59,10 @@ export async function startKvService(options: KvServiceOptions): Promise<KvServi
   const system = await node.startSystem({
     name: 'default',
     dataDir: options.dataDir,
-    wal: { syncMethod: options.syncMethod, maxBatchSize: options.walMaxBatchSize },
+    wal: { syncMethod: options.syncMethod, maxBatchSize: options.walMaxBatchSize, maxSizeBytes: options.walMaxSizeBytes, maxEntries: options.walMaxEntries },
+    segment: { maxEntries: options.segmentMaxEntries },
   });
-  system.registerMachine('kv', kvMachine);
+  system.registerMachine('kv', createKvMachine({ snapshotInterval: options.snapshotInterval }));
 
   const httpServer = http.createServer((request, response) => {
     handleRequest(node, options, request, response).catch((error: unknown) => {

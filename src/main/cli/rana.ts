@@ -38,6 +38,10 @@ program
   .option('--groups <n>', 'number of Raft groups the keys are spread over (the same on every node)', positiveInteger('--groups'), 16)
   .addOption(new Option('--sync-method <method>', 'how the WAL makes batches durable').choices(['datasync', 'sync', 'none']).default('datasync'))
   .option('--wal-max-batch-size <n>', 'entries per WAL write and sync', positiveInteger('--wal-max-batch-size'))
+  .option('--wal-max-size-bytes <n>', 'size in bytes at which the WAL rolls over to a new file (default 256000000)', positiveInteger('--wal-max-size-bytes'))
+  .option('--wal-max-entries <n>', 'entries after which the WAL rolls over to a new file (default 1048576)', positiveInteger('--wal-max-entries'))
+  .option('--segment-max-entries <n>', 'entries per segment file (default 4096)', positiveInteger('--segment-max-entries'))
+  .option('--snapshot-interval <n>', 'commands between two snapshots of a group (default 4096)', positiveInteger('--snapshot-interval'))
   .option('--timeout-ms <ms>', 'timeout of one command or read, in milliseconds', positiveInteger('--timeout-ms'), 5000)
   .option('--log-level <level>', 'pino log level: fatal, error, warn, info, debug', 'info')
   .action(async (opts) => {
@@ -50,6 +54,10 @@ program
       groups: opts.groups,
       syncMethod: opts.syncMethod,
       walMaxBatchSize: opts.walMaxBatchSize,
+      walMaxSizeBytes: opts.walMaxSizeBytes,
+      walMaxEntries: opts.walMaxEntries,
+      segmentMaxEntries: opts.segmentMaxEntries,
+      snapshotInterval: opts.snapshotInterval,
       timeoutMs: opts.timeoutMs,
       logLevel: opts.logLevel,
     });
