@@ -16,7 +16,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { ClusterNotFoundError, NotLeaderError, RanaError, TimeoutError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
-import { createKvMachine, type KvCommand, type KvReply } from '../machines/kv.js';
+import { createKvMachine, kvStateDigest, type KvCommand, type KvReply, type KvState } from '../machines/kv.js';
 import { groupName, groupOfKey } from '../machines/kv-groups.js';
 import { Node, parseAddress } from '../node.js';
 import type { System } from '../system.js';
@@ -38,6 +38,8 @@ export interface KvServiceOptions {
   segmentMaxEntries?: number;
   /** Commands between two snapshots of each group. */
   snapshotInterval?: number;
+  /** Bytes per chunk when streaming a snapshot to a follower. */
+  snapshotChunkBytes?: number;
   timeoutMs: number;
   logLevel?: string;
 }
@@ -61,6 +63,7 @@ export async function startKvService(options: KvServiceOptions): Promise<KvServi
     dataDir: options.dataDir,
     wal: { syncMethod: options.syncMethod, maxBatchSize: options.walMaxBatchSize, maxSizeBytes: options.walMaxSizeBytes, maxEntries: options.walMaxEntries },
     segment: { maxEntries: options.segmentMaxEntries },
+    snapshotChunkBytes: options.snapshotChunkBytes,
   });
   system.registerMachine('kv', createKvMachine({ snapshotInterval: options.snapshotInterval }));
 
@@ -142,8 +145,13 @@ function waitForPeers(node: Node, peers: string[]): Promise<void> {
 async function handleRequest(node: Node, options: KvServiceOptions, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
   const url = new URL(request.url ?? '/', 'http://localhost');
   if (url.pathname === '/status' && request.method === 'GET') {
+    // With ?digest=1 each group also reports a CRC-32 of its local state, so tests can check
+    // that members agree; it costs a pass over every key.
+    const withDigest = url.searchParams.get('digest') === '1';
     const groups = node.overview().map((s) => ({
       name: s.name, role: s.role, term: s.term, commitIndex: s.commitIndex, lastApplied: s.lastApplied, leader: s.leader,
+      snapshotIndex: s.snapshotIndex, keys: s.machine?.keys,
+      digest: withDigest ? node.system()?.server(s.name)?.localQuery((state) => kvStateDigest(state as KvState)) : undefined,
     }));
     respond(response, 200, JSON.stringify({ node: node.id, groups }), 'application/json');
     return;

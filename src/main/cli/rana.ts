@@ -42,6 +42,7 @@ program
   .option('--wal-max-entries <n>', 'entries after which the WAL rolls over to a new file (default 1048576)', positiveInteger('--wal-max-entries'))
   .option('--segment-max-entries <n>', 'entries per segment file (default 4096)', positiveInteger('--segment-max-entries'))
   .option('--snapshot-interval <n>', 'commands between two snapshots of a group (default 4096)', positiveInteger('--snapshot-interval'))
+  .option('--snapshot-chunk-bytes <n>', 'bytes per chunk when streaming a snapshot to a follower (default 1048576)', positiveInteger('--snapshot-chunk-bytes'))
   .option('--timeout-ms <ms>', 'timeout of one command or read, in milliseconds', positiveInteger('--timeout-ms'), 5000)
   .option('--log-level <level>', 'pino log level: fatal, error, warn, info, debug', 'info')
   .action(async (opts) => {
@@ -58,6 +59,7 @@ program
       walMaxEntries: opts.walMaxEntries,
       segmentMaxEntries: opts.segmentMaxEntries,
       snapshotInterval: opts.snapshotInterval,
+      snapshotChunkBytes: opts.snapshotChunkBytes,
       timeoutMs: opts.timeoutMs,
       logLevel: opts.logLevel,
     });

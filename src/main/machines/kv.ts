@@ -2,6 +2,7 @@
 // compare-and-set over string keys and values. Compare-and-set writes only when the current
 // value equals `expected` (a missing key counts as null) and replies with the value it found.
 
+import crc32 from 'crc-32';
 import { pack, unpack } from 'msgpackr';
 import type { Machine, MachineEffect } from '../machine.js';
 
@@ -58,6 +59,18 @@ export function createKvMachine(options: KvMachineOptions = {}): Machine<KvState
       decode: (bytes) => new Map(unpack(bytes) as [string, string][]),
     },
   };
+}
+
+/** Returns a CRC-32 over the state's entries in key order: equal states give equal digests. */
+export function kvStateDigest(state: KvState): number {
+  let crc = 0;
+  for (const key of [...state.keys()].sort()) {
+    crc = crc32.str(key, crc);
+    crc = crc32.str('\u0000', crc);
+    crc = crc32.str(state.get(key)!, crc);
+    crc = crc32.str('\u0000', crc);
+  }
+  return crc >>> 0;
 }
 
 /** The KV machine with the default snapshot interval. */
