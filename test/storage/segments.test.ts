@@ -13,6 +13,14 @@ import type { LogEntry } from '../../src/main/raft/types.js';
 import { parseWalFileName } from '../../src/shared/wal-format.js';
 import { parseSnapshotDirName, SNAPSHOT_FILE_NAME } from '../../src/shared/snapshot-format.js';
 import { freePorts } from '../support/kv-cluster.js';
+import { spawnSync } from 'node:child_process';
+import { cliFilePath } from '../../src/shared/worker-path.js';
+
+/** Runs `rana ARGS` and returns its exit code and output. */
+function rana(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [cliFilePath(), ...args], { encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
 
 const roots: string[] = [];
 const nodes: Node[] = [];
@@ -29,7 +37,7 @@ function tempRoot(): string {
 }
 
 /** Polls `check` every 5 ms until it returns true; fails after `timeoutMs`. */
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function waitUntil(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -103,6 +111,22 @@ describe('WAL roll-over', () => {
     expect(reopened.closedFiles.map((f) => path.basename(f))).toEqual(walFiles(dir).slice(0, 3));
     expect(reopened.recovered.get('a')!.map((e) => e.index)).toEqual(Array.from({ length: 35 }, (_, i) => i + 1));
     await reopened.wal.close();
+
+    const first = path.join(dir, walFiles(dir)[0]);
+    const dump = rana('wal', 'dump', first);
+    expect(dump.status).toBe(0);
+    expect(dump.stdout).toContain('index 10\tterm 1\tcommand\t4 bytes\tcrc ok');
+    // The file rolls after the batch that reaches 10 entries, so it holds 10 to 13.
+    const entryCount = Number(/WAL file 1, 1 registrations, (\d+) entries/.exec(dump.stdout)?.[1]);
+    expect(entryCount).toBeGreaterThanOrEqual(10);
+    expect(entryCount).toBeLessThanOrEqual(13);
+    // Damage the third entry record: header 32, registration 13, two records of 36.
+    const bytes = fs.readFileSync(first);
+    bytes[32 + 13 + 2 * 36 + 33] ^= 0xff;
+    fs.writeFileSync(first, bytes);
+    const verify = rana('wal', 'verify', first);
+    expect(verify.status).toBe(1);
+    expect(verify.stderr).toContain(`WAL file ${first} is corrupt at byte offset ${32 + 13 + 2 * 36}`);
   });
 
   it('rolls over by size and accepts an entry above the limit', async () => {
@@ -179,6 +203,15 @@ describe('segment writer', () => {
     expect(() => segments.entries(1, 10)).toThrow(StorageError);
     expect(() => segments.entries(1, 10)).toThrow(`segment file ${first} is corrupt at byte offset ${slotOffset}`);
     expect(segments.entries(1, 4)).toHaveLength(4);
+
+    const verify = rana('segment', 'verify', first);
+    expect(verify.status).toBe(1);
+    expect(verify.stderr).toContain(`segment file ${first} is corrupt at byte offset ${slotOffset}`);
+    const dump = rana('segment', 'dump', first);
+    expect(dump.stdout).toContain(`${slotOffset}\tindex 5\t`);
+    expect(dump.stdout).toContain('CRC MISMATCH');
+    const second = path.join(segmentsDir, fs.readdirSync(segmentsDir).sort()[1]);
+    expect(rana('segment', 'verify', second).stdout).toContain('ok, 16 of 16 slots used, entries 17..32');
   });
 });
 
@@ -223,6 +256,11 @@ describe('snapshots', () => {
     const bytes = fs.readFileSync(newest);
     bytes[bytes.length - 1] ^= 0xff;
     fs.writeFileSync(newest, bytes);
+
+    const verify = rana('snapshot', 'verify', snapshotsDir);
+    expect(verify.status).toBe(1);
+    expect(verify.stdout).toContain(`${names[0]}/${SNAPSHOT_FILE_NAME}: ok`);
+    expect(verify.stderr).toContain(`snapshot file ${newest} is corrupt at byte offset 48: data CRC mismatch`);
 
     const restarted = await startSingle(dataDir, { walMaxEntries: 1000, snapshotInterval: 40 });
     expect(restarted.system.server('g')!.snapshotIndex).toBe(parseSnapshotDirName(names[0])!.index);

@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { startKvService } from './kv.js';
 import { demoOptionsFromCli, runDemo } from './demo.js';
+import { segmentTool, snapshotTool, walTool } from './tools.js';
 
 function positiveInteger(name: string) {
   return (text: string): number => {
@@ -88,5 +89,24 @@ program
   .action(async (opts) => {
     process.exitCode = await runDemo(demoOptionsFromCli(opts));
   });
+
+const print = (line: string): void => console.log(line);
+const printError = (line: string): void => console.error(line);
+
+const wal = program.command('wal').description('inspect a WAL file');
+wal.command('dump <file>').description('print every record of a WAL file and verify it')
+  .action((file: string) => { process.exitCode = walTool(file, true, print, printError); });
+wal.command('verify <file>').description('verify every record of a WAL file; exit 1 naming the offset of the first bad one')
+  .action((file: string) => { process.exitCode = walTool(file, false, print, printError); });
+
+const segment = program.command('segment').description('inspect a segment file');
+segment.command('dump <file>').description('print every slot of a segment file and verify it')
+  .action((file: string) => { process.exitCode = segmentTool(file, true, print, printError); });
+segment.command('verify <file>').description('verify every entry of a segment file; exit 1 naming the offset of the first bad one')
+  .action((file: string) => { process.exitCode = segmentTool(file, false, print, printError); });
+
+program.command('snapshot').description('inspect snapshots')
+  .command('verify <dir>').description('verify a snapshot directory, or every snapshot in a server\'s snapshots directory')
+  .action((dir: string) => { process.exitCode = snapshotTool(dir, print, printError); });
 
 await program.parseAsync(process.argv);
