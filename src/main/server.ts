@@ -240,8 +240,13 @@ export class RaftServer {
 
   /** Segment files now hold this server's entries up to `toIndex`; memory may drop them. */
   segmentsFlushed(toIndex: number, term: number): void {
-    if (this.#stopped) return;
-    this.#storage?.refresh();
+    if (this.#stopped || this.#storage === null) return;
+    this.#storage.refresh();
+    if (this.#storage.term(toIndex) !== term) {
+      // Memory keeps the entries: dropping them would leave the log with a hole.
+      this.#log.error({ toIndex, term, segmentsLastIndex: this.#storage.lastIndex() }, 'segment writer reported entries that its files do not hold; keeping them in memory');
+      return;
+    }
     this.#handle({ type: 'segments_flushed', term, toIndex, nowMs: this.#host.nowMs() });
   }
 
@@ -280,7 +285,7 @@ export class RaftServer {
         if (this.#rejectIfStopped(reject)) return;
         if (this.#core.role !== 'leader') {
           if (this.#core.leaderId === null) {
-            this.#park(deadlineMs, attempt, reject, `command to ${this.#describe()}`, timeoutMs);
+            this.#park(deadlineMs, attempt, reject, `command to ${this.#describe()}`, timeoutMs, 'command');
           } else {
             reject(new NotLeaderError(this.ref, this.#leaderRef()));
           }
@@ -311,7 +316,7 @@ export class RaftServer {
         if (this.#rejectIfStopped(reject)) return;
         if (this.#core.role !== 'leader') {
           if (this.#core.leaderId === null) {
-            this.#park(deadlineMs, attempt, reject, `query ${query} at ${this.#describe()}`, timeoutMs);
+            this.#park(deadlineMs, attempt, reject, `query ${query} at ${this.#describe()}`, timeoutMs, 'read');
           } else {
             reject(new NotLeaderError(this.ref, this.#leaderRef()));
           }
@@ -715,9 +720,9 @@ export class RaftServer {
     else call.resolve(value);
   }
 
-  #park(deadlineMs: number, retry: () => void, fail: (error: Error) => void, what: string, timeoutMs: number): void {
+  #park(deadlineMs: number, retry: () => void, fail: (error: Error) => void, what: string, timeoutMs: number, kind: 'command' | 'read'): void {
     if (this.#host.nowMs() >= deadlineMs) {
-      fail(new TimeoutError(`${what} while no leader is known`, timeoutMs));
+      fail(new TimeoutError(`${what} while no leader is known`, timeoutMs, kind));
       return;
     }
     if (this.#parked.length >= PARKED_CALLS_MAX) {
@@ -727,7 +732,7 @@ export class RaftServer {
     this.#parked.push({
       deadlineMs,
       retry,
-      fail: (error) => fail(error instanceof TimeoutError ? new TimeoutError(`${what} while no leader is known`, timeoutMs) : error),
+      fail: (error) => fail(error instanceof TimeoutError ? new TimeoutError(`${what} while no leader is known`, timeoutMs, kind) : error),
     });
     this.#afterHandle();
   }
@@ -766,7 +771,10 @@ export class RaftServer {
             this.#commandsByIndex.delete(command.index);
           }
           this.#readsWaitingApply = this.#readsWaitingApply.filter((read) => read !== call);
-          this.#settle(call, undefined, new TimeoutError(`command or query at ${this.#describe()}`, call.timeoutMs));
+          const timeout = 'query' in call
+            ? new TimeoutError(`query at ${this.#describe()}`, call.timeoutMs, 'read')
+            : new TimeoutError(`command at ${this.#describe()}`, call.timeoutMs);
+          this.#settle(call, undefined, timeout);
         } else {
           live.push(call);
         }

@@ -297,6 +297,9 @@ class SegmentWriter {
     const slotCount = this.#options.maxEntries;
     const fd = fs.openSync(filePath, 'wx+');
     writeFully(fd, encodeSegmentHeader(slotCount), 0);
+    // The file spans its whole index area from the start, so a slot of an empty entry (a noop)
+    // never points past the end of the file.
+    fs.ftruncateSync(fd, dataAreaOffset(slotCount));
     const open: OpenSegment = {
       fileNumber, path: filePath, firstIndex, lastIndex: firstIndex - 1, fd, slotCount, used: 0,
       dataEnd: dataAreaOffset(slotCount), terms: [], pendingData: [], pendingSlots: [], pendingFirstSlot: 0,
