@@ -43,8 +43,13 @@ export class NotLeaderError extends RanaError {
 export class TimeoutError extends RanaError {
   readonly timeoutMs: number;
 
-  constructor(what: string, timeoutMs: number) {
-    super('TIMEOUT', `${what} timed out after ${timeoutMs} ms; the outcome is unknown and the command may still commit`);
+  constructor(what: string, timeoutMs: number, kind: 'command' | 'read' = 'command') {
+    super(
+      'TIMEOUT',
+      kind === 'command'
+        ? `${what} timed out after ${timeoutMs} ms; the outcome is unknown and the command may still commit`
+        : `${what} timed out after ${timeoutMs} ms; retry the read`,
+    );
     this.timeoutMs = timeoutMs;
   }
 }

@@ -1,7 +1,7 @@
 // A node: one Node.js process with an id, a TCP transport shared by every group, the systems
 // it runs, and the scheduler tick that all of its servers share.
 
-import { InvalidConfigError, NodeDownError, NotLeaderError, OverloadedError, RanaError, TimeoutError, type RanaErrorCode, type ServerRef } from './errors.js';
+import { InvalidConfigError, NodeDownError, NotLeaderError, OverloadedError, RanaError, StoppedError, TimeoutError, type RanaErrorCode, type ServerRef } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { MachineRef } from './machine.js';
 import type { Member, RaftMessage } from './raft/types.js';
@@ -244,7 +244,7 @@ export class Node {
       } catch (error) {
         if (redirect >= REDIRECTS_MAX || performance.now() >= deadline) throw error;
         if (error instanceof NodeDownError && (!error.sent || idempotent)) {
-          target = await this.#awaitNewLeader(server, error.node, deadline, timeoutMs);
+          target = await this.#awaitNewLeader(server, error.node, deadline, timeoutMs, idempotent ? 'read' : 'command');
           continue;
         }
         if (!(error instanceof NotLeaderError) || error.leader === null) throw error;
@@ -255,11 +255,11 @@ export class Node {
   }
 
   /** Waits until the local member of `server`'s group names a leader not on `downNode`. */
-  async #awaitNewLeader(server: ServerRef, downNode: string, deadline: number, timeoutMs: number): Promise<ServerRef> {
+  async #awaitNewLeader(server: ServerRef, downNode: string, deadline: number, timeoutMs: number, kind: 'command' | 'read'): Promise<ServerRef> {
     const local = this.#findServer(server.name);
     if (!local) throw new NodeDownError(downNode, false);
     const leader = await local.waitForLeaderOtherThan(downNode, Math.max(1, deadline - performance.now()));
-    if (leader === null) throw new TimeoutError(`call to ${server.name}@${server.node} while its leader's node ${downNode} is down`, timeoutMs);
+    if (leader === null) throw new TimeoutError(`call to ${server.name}@${server.node} while its leader's node ${downNode} is down`, timeoutMs, kind);
     return { name: server.name, node: leader };
   }
 
@@ -279,7 +279,9 @@ export class Node {
 
   async #startLocal(systemName: string, name: string, machine: MachineRef, members: Member[]): Promise<void> {
     const system = this.#systems.get(systemName);
-    if (!system) throw new InvalidConfigError(`system ${systemName} is not running on node ${this.id}; start it with startSystem`);
+    // StoppedError rather than InvalidConfigError: a peer that is still starting has no system
+    // yet, and its caller may retry.
+    if (!system) throw new StoppedError(`system ${systemName} is not running on node ${this.id}; start it with startSystem`);
     await system.startServer(name, machine.machine, members, machine.args);
   }
 
@@ -292,7 +294,7 @@ export class Node {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#remoteCalls.delete(id);
-        reject(new TimeoutError(`${body.op} request to node ${node}`, timeoutMs));
+        reject(new TimeoutError(`${body.op} request to node ${node}`, timeoutMs, body.op === 'query' ? 'read' : 'command'));
       }, timeoutMs);
       this.#remoteCalls.set(id, { node, resolve, reject, timer });
       this.#transport.send(node, { t: 'req', id, ...body } as NodeMessage);

@@ -238,6 +238,30 @@ export class RaftServer {
     }
   }
 
+  /**
+   * Appends again every entry after the last one the WAL reported written, after a crashed WAL
+   * worker was replaced. A snapshot marker goes first when nothing after the installed
+   * snapshot is written yet, since it may have been lost with the worker.
+   */
+  resendUnwritten(): void {
+    if (this.#stopped) return;
+    const installed = this.#installedSnapshot;
+    if (installed !== null && this.#core.lastWritten === installed.index) {
+      this.#host.wal.appendSnapshotMarker(this.writerId, installed.index, installed.term);
+    }
+    this.resendFrom(this.#core.lastWritten + 1);
+  }
+
+  /** Appends entries `fromIndex..lastIndex` to the WAL again, from memory (the WAL asked after a gap). */
+  resendFrom(fromIndex: number): void {
+    if (this.#stopped) return;
+    const from = Math.max(fromIndex, this.#core.memoryFirstIndex);
+    if (from > this.#core.lastIndex) return;
+    const entries = this.#core.entries(from, this.#core.lastIndex);
+    this.#log.info({ fromIndex: from, toIndex: this.#core.lastIndex }, 'resending entries to the WAL');
+    for (const entry of entries) this.#host.wal.append(this.writerId, entry);
+  }
+
   /** Segment files now hold this server's entries up to `toIndex`; memory may drop them. */
   segmentsFlushed(toIndex: number, term: number): void {
     if (this.#stopped || this.#storage === null) return;

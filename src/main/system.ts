@@ -83,6 +83,7 @@ export class System {
   #machines = new Map<string, Machine>();
   #servers = new Map<string, RaftServer>();
   #serversByWriter = new Map<number, RaftServer>();
+  #brokenServers = new Map<string, StorageError>();
   /** Configs found on disk, by cluster name, including servers not running now. */
   #configs = new Map<string, ServerConfig>();
   /** Logs recovered from the WAL at start, by uid, handed to each server when it starts. */
@@ -104,6 +105,10 @@ export class System {
     });
     wal.onFatal((error) => this.#fail(error));
     wal.onRolled((filePath) => segmentWriter.flush(filePath));
+    wal.onRestarted(() => {
+      for (const server of this.#servers.values()) server.resendUnwritten();
+    });
+    wal.onResend((writerId, fromIndex) => this.#serversByWriter.get(writerId)?.resendFrom(fromIndex));
     segmentWriter.onFlushed((_walPath, ranges) => this.#segmentsFlushed(ranges));
     segmentWriter.onFatal((error) => this.#fail(error));
   }
@@ -157,6 +162,16 @@ export class System {
     return [...this.#servers.values()];
   }
 
+  /** Servers found on disk that cannot start, by cluster name, with the reason. */
+  brokenServers(): Map<string, StorageError> {
+    return new Map(this.#brokenServers);
+  }
+
+  /** Returns the stored config of a server, running or not. */
+  serverConfig(name: string): ServerConfig | undefined {
+    return this.#configs.get(name);
+  }
+
   /** Names of servers whose config is on disk, running or not. */
   knownServerNames(): string[] {
     return [...this.#configs.keys()];
@@ -182,8 +197,25 @@ export class System {
       }
       return running;
     }
+    const broken = this.#brokenServers.get(name);
+    if (broken) throw broken;
     const existing = this.#configs.get(name);
-    if (existing) return this.restartServer(name);
+    if (existing) {
+      if (existing.machine !== machine || JSON.stringify(existing.machineArgs) !== JSON.stringify(machineArgs)) {
+        throw new InvalidConfigError(
+          `cluster ${name} exists on ${this.#host.nodeId} with machine ${existing.machine} ${JSON.stringify(existing.machineArgs ?? null)}, ` +
+            `not ${machine} ${JSON.stringify(machineArgs ?? null)}; start it with the same machine and arguments`,
+        );
+      }
+      return this.restartServer(name);
+    }
+    // The machine validates its arguments before anything is written, so a bad cluster
+    // leaves no server directory behind.
+    try {
+      this.#machines.get(machine)!.init(machineArgs);
+    } catch (error) {
+      throw new InvalidConfigError(`cluster ${name}: machine ${machine} rejected its arguments: ${(error as Error).message}`);
+    }
 
     const config: ServerConfig = { name, uid: `${name}_${randomBytes(6).toString('hex')}`, machine, machineArgs, members };
     const serverDir = path.join(this.dir, 'servers', config.uid);
@@ -199,6 +231,8 @@ export class System {
     this.#checkHealthy();
     const running = this.#servers.get(name);
     if (running) return running;
+    const broken = this.#brokenServers.get(name);
+    if (broken) throw broken;
     const config = this.#configs.get(name);
     if (!config) {
       throw new InvalidConfigError(`no server ${name} on system ${this.name} of node ${this.#host.nodeId}; start it with startCluster`);
@@ -301,7 +335,17 @@ export class System {
   #launch(config: ServerConfig): RaftServer {
     const serverDir = path.join(this.dir, 'servers', config.uid);
     const recovery = this.#recover(config, serverDir);
-    const meta = MetaStore.open(path.join(serverDir, 'meta'));
+    const metaFile = path.join(serverDir, 'meta');
+    const hasLog = recovery.snapshot !== null || recovery.entries.length > 0;
+    if (hasLog && !fs.existsSync(metaFile)) {
+      // Starting with term 0 and no vote would let this member vote twice in a term it already
+      // voted in, so a missing meta file next to a non-empty log is corruption, not a fresh start.
+      throw new StorageError(
+        `server ${config.name}: meta file ${metaFile} is missing but its log is not empty; ` +
+          'restore the file from a backup, or delete the server directory and let the cluster re-add the member',
+      );
+    }
+    const meta = MetaStore.open(metaFile);
     // Handed over once; stopServer puts the server's durable entries back for a later restart.
     this.#recovered.delete(config.uid);
     const host: ServerHost = {
@@ -319,7 +363,13 @@ export class System {
       snapshotChunkBytes: this.#options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES,
       receiveSnapshotTimeoutMs: this.#options.receiveSnapshotTimeoutMs ?? DEFAULT_RECEIVE_SNAPSHOT_TIMEOUT_MS,
     };
-    const server = new RaftServer(config, this.#machines.get(config.machine)!, host, meta, recovery);
+    let server: RaftServer;
+    try {
+      server = new RaftServer(config, this.#machines.get(config.machine)!, host, meta, recovery);
+    } catch (error) {
+      meta.close();
+      throw new StorageError(`server ${config.name} in ${serverDir} could not recover: ${(error as Error).message}`, { cause: error });
+    }
     this.#servers.set(config.name, server);
     this.#serversByWriter.set(server.writerId, server);
     return server;
@@ -329,7 +379,20 @@ export class System {
     const serversDir = path.join(this.dir, 'servers');
     for (const uid of fs.readdirSync(serversDir)) {
       const file = path.join(serversDir, uid, 'config.json');
-      if (!fs.existsSync(file)) continue;
+      if (!fs.existsSync(file)) {
+        // Server directories are named <cluster>_<12 hex digits>; a crash before the config's
+        // rename leaves an empty directory, which has no log and is safe to ignore.
+        const name = uid.replace(/_[0-9a-f]{12}$/, '');
+        const entries = fs.readdirSync(path.join(serversDir, uid));
+        if (entries.length === 0) continue;
+        const error = new StorageError(
+          `server directory ${path.join(serversDir, uid)} has no config.json; server ${name} is not started. ` +
+            'Restore config.json from a backup, or delete the directory and let the cluster re-add the member',
+        );
+        this.#log.error({ err: error, group: name }, 'server config missing');
+        this.#brokenServers.set(name, error);
+        continue;
+      }
       let config: ServerConfig;
       try {
         config = JSON.parse(fs.readFileSync(file, 'utf8')) as ServerConfig;

@@ -2,7 +2,8 @@
 // The `rana` command line: run a KV node, or the local three-node demo that `npm start` runs.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { startKvService } from './kv.js';
+import { RanaError } from '../errors.js';
+import { startKvService, type KvService } from './kv.js';
 import { demoOptionsFromCli, runDemo } from './demo.js';
 import { segmentTool, snapshotTool, walTool } from './tools.js';
 
@@ -25,6 +26,15 @@ function peerList(text: string): Record<string, string> {
   return peers;
 }
 
+/** Prints a start-up failure as one line, without a stack trace for the errors rana names, and exits. */
+function failStartup(error: unknown): never {
+  const message = error instanceof RanaError || (error as NodeJS.ErrnoException)?.code !== undefined
+    ? (error as Error).message
+    : String((error as Error)?.stack ?? error);
+  process.stderr.write(`rana kv: ${message}\n`);
+  process.exit(1);
+}
+
 const program = new Command();
 program.name('rana').description('Raft replication for Node.js: run a KV node or the local demo cluster');
 
@@ -45,9 +55,11 @@ program
   .option('--snapshot-interval <n>', 'commands between two snapshots of a group (default 4096)', positiveInteger('--snapshot-interval'))
   .option('--snapshot-chunk-bytes <n>', 'bytes per chunk when streaming a snapshot to a follower (default 1048576)', positiveInteger('--snapshot-chunk-bytes'))
   .option('--timeout-ms <ms>', 'timeout of one command or read, in milliseconds', positiveInteger('--timeout-ms'), 5000)
-  .option('--log-level <level>', 'pino log level: fatal, error, warn, info, debug', 'info')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(async (opts) => {
-    const service = await startKvService({
+    let service: KvService;
+    try {
+      service = await startKvService({
       id: opts.id,
       listen: opts.listen,
       http: opts.http,
@@ -63,6 +75,13 @@ program
       snapshotChunkBytes: opts.snapshotChunkBytes,
       timeoutMs: opts.timeoutMs,
       logLevel: opts.logLevel,
+      });
+    } catch (error) {
+      failStartup(error);
+    }
+    service.ready.catch((error: unknown) => {
+      service.node.logger.fatal({ err: error }, 'could not form or rejoin the KV groups');
+      void service.stop().finally(() => failStartup(error));
     });
     const shutdown = (signal: string): void => {
       service.node.logger.info({ signal }, 'stopping');
