@@ -12,7 +12,7 @@ import { naiveQueue, probeDisk, rawFdatasync } from './baselines.js';
 import { DEFAULT_SET, PRESETS } from './presets.js';
 import { writeReport } from './report.js';
 import type { RunResult } from './results.js';
-import { runScenario, type ScenarioParams, type ScenarioResult } from './scenarios.js';
+import { activeRoots, runScenario, type ScenarioParams, type ScenarioResult } from './scenarios.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
@@ -38,6 +38,7 @@ interface CliOptions {
   sync?: ScenarioParams['syncMethod'];
   killAt?: number;
   cpuProf: boolean;
+  keepLogs: boolean;
   report: boolean;
   note?: string;
 }
@@ -114,7 +115,22 @@ async function runMicro(): Promise<Record<string, string[]>> {
   return output;
 }
 
+/**
+ * Removes the running scenario's data on Ctrl-C or SIGTERM. The child processes exit by
+ * themselves when their IPC channel to this process closes.
+ */
+function removeDataOnSignal(): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\n${signal}: stopping; the results of this run are not written\n`);
+      for (const root of activeRoots) fs.rmSync(root, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
+}
+
 async function main(): Promise<void> {
+  removeDataOnSignal();
   const program = new Command('npm run bench --')
     .description(`Runs rana's benchmarks. Names: ${[...Object.keys(PRESETS), ...BASELINE_NAMES, 'report'].join(', ')}. No name runs the default set.`)
     .argument('[names...]', 'scenarios and baselines to run')
@@ -129,6 +145,7 @@ async function main(): Promise<void> {
     .option('--sync <method>', 'WAL sync method: datasync, sync or none')
     .option('--kill-at <s>', 'SIGKILL the node leading the most groups this many seconds into the window', positiveNumber)
     .option('--cpu-prof', 'run every process with node --cpu-prof; profiles go to bench/results/profiles/', false)
+    .option('--keep-logs', 'keep every process log under bench/results/logs/, not only those of failed scenarios', false)
     .option('--report', 'regenerate docs/benchmarks.md from this run even when it is not the default set', false)
     .option('--note <text>', 'note stored with the run and shown in the report, such as other work running on the machine')
     .parse();
@@ -195,7 +212,7 @@ async function main(): Promise<void> {
         result.naiveQueueSerial = await naiveQueue('naive-queue-serial', 1, single.payloadBytes, BASELINE_DURATION_S);
       } else {
         const params = applyOverrides(PRESETS[name].params, options);
-        result.scenarios.push(await runScenario(name, params, { cpuProfDir, failureLogDir: path.join(resultsDir, 'logs', runId) }));
+        result.scenarios.push(await runScenario(name, params, { cpuProfDir, logDir: path.join(resultsDir, 'logs', runId), keepLogs: options.keepLogs }));
       }
     } catch (error) {
       result.failures.push({ name, error: (error as Error).message });

@@ -95,11 +95,15 @@ export interface ScenarioResult {
 
 export interface RunContext {
   cpuProfDir: string | null;
-  /** Where the processes' log files are kept when a scenario fails. */
-  failureLogDir: string;
+  /** Where the processes' log files are kept when a scenario fails, or always with keepLogs. */
+  logDir: string;
+  keepLogs: boolean;
 }
 
 const GROUP_FORM_CONCURRENCY = 64;
+
+/** Data directories of the scenarios running now, so an interrupted run can remove them. */
+export const activeRoots = new Set<string>();
 
 function groupNames(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `g${i}`);
@@ -113,6 +117,7 @@ function setupTimeoutMs(groups: number): number {
 export async function runScenario(name: string, params: ScenarioParams, context: RunContext): Promise<ScenarioResult> {
   const bar = new ProgressBar(name);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `rana-bench-${name}-`));
+  activeRoots.add(root);
   const withLoad = params.active > 0;
   let cluster: BenchCluster | null = null;
   try {
@@ -146,11 +151,15 @@ export async function runScenario(name: string, params: ScenarioParams, context:
     bar.done(`failed: ${(error as Error).message.split('\n')[0]}`);
     await cluster?.stop();
     cluster = null;
-    keepLogs(root, path.join(context.failureLogDir, name));
+    keepLogs(root, path.join(context.logDir, name));
     throw error;
   } finally {
-    await cluster?.stop();
+    if (cluster !== null) {
+      await cluster.stop();
+      if (context.keepLogs) keepLogs(root, path.join(context.logDir, name));
+    }
     fs.rmSync(root, { recursive: true, force: true });
+    activeRoots.delete(root);
   }
 }
 
