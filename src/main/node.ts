@@ -86,7 +86,8 @@ export class Node {
       if (id === options.id) throw new InvalidConfigError(`peers must not include this node's own id ${id}`);
       peers[id] = parseAddress(address, `peer ${id}`);
     }
-    const transport = new Transport({ nodeId: options.id, listen: parseAddress(options.listen, 'listen'), peers, logger });
+    // The transport adds the node id to its own log lines, so it gets the logger without it.
+    const transport = new Transport({ nodeId: options.id, listen: parseAddress(options.listen, 'listen'), peers, logger: options.logger ?? silentLogger() });
     await transport.start();
     const node = new Node(options, transport, logger);
     logger.info({ listen: transport.address(), peers: Object.keys(peers) }, 'node started');
