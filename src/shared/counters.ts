@@ -47,8 +47,8 @@ export class CounterSet<Name extends string> {
 }
 
 /**
- * The WAL's counters. The worker owns every slot except `pendingBytes`, which the main-thread
- * client owns.
+ * The WAL's counters. The worker owns every slot except `pendingBytes` and `workerRestarts`,
+ * which the main-thread client owns.
  */
 export const WAL_COUNTER_NAMES = [
   /** WAL files created (the first one and one per roll-over). */
@@ -64,6 +64,8 @@ export const WAL_COUNTER_NAMES = [
   'fileSizeBytes',
   /** Bytes of appends waiting in the client's overflow queue because the append ring was full. */
   'pendingBytes',
+  /** Times a crashed WAL worker thread was replaced. */
+  'workerRestarts',
 ] as const;
 
 export type WalCounterName = (typeof WAL_COUNTER_NAMES)[number];
@@ -102,6 +104,10 @@ export class WalCounters {
 
   get pendingBytes(): number {
     return Number(this.#counters.get('pendingBytes'));
+  }
+
+  get workerRestarts(): number {
+    return Number(this.#counters.get('workerRestarts'));
   }
 
   /** The shared buffer, for a metrics reader in another thread (attach with `new CounterSet(WAL_COUNTER_NAMES, buffer)`). */

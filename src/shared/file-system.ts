@@ -7,6 +7,8 @@
 //   RANA_CRASH_AT=<point>[:<n>]  the process kills itself with SIGKILL at the nth time (default
 //                                1st) it reaches <point>, as a power cut or kill -9 would.
 //   RANA_FAIL_AT=<point>[:<n>]   the call at <point> throws an EIO error instead of running.
+//   RANA_EXIT_THREAD_AT=<point>[:<n>]  the thread calls process.exit(70) there: in a worker
+//                                thread that ends only the worker, as a crash of it would.
 // Points are named `<component>-<step>`, for example `segment-after-fsync`; the list is
 // FAULT_POINTS below. A point is checked before the call when its name contains `before` or
 // when it is a plain step name, and after the call when its name contains `after`.
@@ -45,15 +47,19 @@ function parseSetting(text: string | undefined): FaultSetting | null {
 
 const crashAt = parseSetting(process.env.RANA_CRASH_AT);
 const failAt = parseSetting(process.env.RANA_FAIL_AT);
+const exitThreadAt = parseSetting(process.env.RANA_EXIT_THREAD_AT);
 const hits = new Map<string, number>();
 
 /** Marks that execution reached `point`: kills the process or throws when a test asked for it. */
 export function faultPoint(point: FaultPoint): void {
-  if (crashAt === null && failAt === null) return;
+  if (crashAt === null && failAt === null && exitThreadAt === null) return;
   const count = (hits.get(point) ?? 0) + 1;
   hits.set(point, count);
   if (crashAt !== null && crashAt.point === point && crashAt.hitsBefore === count) {
     process.kill(process.pid, 'SIGKILL');
+  }
+  if (exitThreadAt !== null && exitThreadAt.point === point && exitThreadAt.hitsBefore === count) {
+    process.exit(70);
   }
   if (failAt !== null && failAt.point === point && failAt.hitsBefore === count) {
     throw Object.assign(new Error(`EIO: i/o error at fault point ${point} (injected by RANA_FAIL_AT)`), { code: 'EIO' });

@@ -390,5 +390,8 @@ export interface LargeEntryMessage {
 // One `written` notification: u32 writer id, u32 0, f64 term, f64 first index, f64 last index.
 // Writer id 0 (never handed out) marks a roll-over instead: f64 at offset 16 is the number of
 // the WAL file just closed. It travels in the same ring so it follows the file's last `written`.
+// A u32 of 1 at offset 4 (NOTIFICATION_FLAG_RESEND) marks a resend request instead: the worker
+// dropped an entry of the writer past a gap and needs every entry from the f64 at offset 16 on.
 export const NOTIFICATION_BYTES = 32;
 export const NOTIFICATION_ROLLED_WRITER_ID = 0;
+export const NOTIFICATION_FLAG_RESEND = 1;

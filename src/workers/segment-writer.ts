@@ -105,8 +105,15 @@ class SegmentWriter {
     this.#counters = new CounterSet(SEGMENT_WRITER_COUNTER_NAMES, options.counters);
   }
 
-  flush(walPath: string): FlushedRange[] {
-    const bytes = fs.readFileSync(walPath);
+  /** Moves one closed WAL file into segments; returns null when the file is gone (moved already). */
+  flush(walPath: string): FlushedRange[] | null {
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(walPath);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
     const replay = new WalReplay();
     replay.startFile();
     scanWalFile(walPath, bytes, (record) => replay.apply(walPath, bytes, record));
@@ -423,8 +430,8 @@ function main(): void {
       switch (request.type) {
         case 'flush': {
           const ranges = writer.flush(request.walPath);
-          parentPort!.postMessage({ type: 'flushed', walPath: request.walPath, ranges } satisfies SegmentWriterMessage);
-          writer.deleteWalFile(request.walPath);
+          parentPort!.postMessage({ type: 'flushed', walPath: request.walPath, ranges: ranges ?? [] } satisfies SegmentWriterMessage);
+          if (ranges !== null) writer.deleteWalFile(request.walPath);
           break;
         }
         case 'snapshot':

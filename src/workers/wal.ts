@@ -17,7 +17,10 @@ import {
   ENTRY_OFFSET_INDEX,
   ENTRY_OFFSET_TERM,
   ENTRY_OFFSET_WRITER_ID,
+  ENTRY_KIND_SNAPSHOT_MARKER,
+  ENTRY_OFFSET_KIND,
   NOTIFICATION_BYTES,
+  NOTIFICATION_FLAG_RESEND,
   NOTIFICATION_ROLLED_WRITER_ID,
   RECORD_TYPE_ENTRY,
   RECORD_TYPE_REGISTRATION,
@@ -52,6 +55,8 @@ export interface WalWorkerData {
   computeChecksums: boolean;
   /** Tests only: the Nth sync call (1-based) throws an EIO error instead of syncing. 0 disables. */
   failSyncAfter: number;
+  /** False for a worker restarted after a crash: the main thread has the entries, so recovery only scans. */
+  reportEntries: boolean;
   appendRing: SharedArrayBuffer;
   notificationRing: SharedArrayBuffer;
   counters: SharedArrayBuffer;
@@ -101,6 +106,13 @@ class WalWriter {
   #syncCalls = 0;
   #nextLargeSequence = 0;
   #heldLargeRecord: Uint8Array | null = null;
+  /**
+   * Last index written per writer id in this worker's life. An entry past last + 1 means
+   * entries were lost on the way (a crashed predecessor); it is dropped and a resend requested.
+   */
+  readonly #lastIndexByWriter = new Map<number, number>();
+  /** Writers with a resend requested, by the index they must restart from. */
+  readonly #resendFrom = new Map<number, number>();
 
   constructor(options: WalWorkerData) {
     this.#options = options;
@@ -272,6 +284,11 @@ class WalWriter {
       }
       const recordView = new DataView(record.buffer, record.byteOffset, record.byteLength);
       const writerId = recordView.getUint32(ENTRY_OFFSET_WRITER_ID, true);
+      if (this.#isPastGap(writerId, readU64(recordView, ENTRY_OFFSET_INDEX), record[ENTRY_OFFSET_KIND])) {
+        this.#appendRing.advance();
+        this.#heldLargeRecord = null;
+        continue;
+      }
       const registration = this.#registeredInFile.has(writerId) ? null : this.#registrationRecord(writerId);
       const neededBytes = record.byteLength + (registration?.byteLength ?? 0);
       // A batch always takes its first entry, however large; later ones only within maxBatchBytes.
@@ -287,11 +304,9 @@ class WalWriter {
       }
       this.#batch.set(record, batchBytes);
       if (computeChecksums) sealEntry(this.#batch, this.#batchView, batchBytes);
-      runs.add(
-        writerId,
-        readU64(recordView, ENTRY_OFFSET_TERM),
-        readU64(recordView, ENTRY_OFFSET_INDEX),
-      );
+      const index = readU64(recordView, ENTRY_OFFSET_INDEX);
+      runs.add(writerId, readU64(recordView, ENTRY_OFFSET_TERM), index);
+      this.#lastIndexByWriter.set(writerId, index);
       batchBytes += WAL_ENTRY_HEADER_BYTES + recordView.getUint32(ENTRY_OFFSET_DATA_LENGTH, true);
       entryCount++;
     }
@@ -311,6 +326,40 @@ class WalWriter {
       this.#rollIfFull();
     }
     return closeRequested;
+  }
+
+  // Checks an entry against its writer's last index. Returns true when the entry lies past a
+  // gap: it is dropped, and the first such entry posts a resend request for the missing ones.
+  #isPastGap(writerId: number, index: number, kind: number): boolean {
+    const last = this.#lastIndexByWriter.get(writerId);
+    // A snapshot marker starts the writer's log afresh, and a writer not seen yet has no base.
+    if (kind === ENTRY_KIND_SNAPSHOT_MARKER || last === undefined || index <= last + 1) {
+      this.#resendFrom.delete(writerId);
+      return false;
+    }
+    if (this.#resendFrom.get(writerId) !== last + 1) {
+      this.#resendFrom.set(writerId, last + 1);
+      this.#postResend(writerId, last + 1);
+    }
+    return true;
+  }
+
+  #postResend(writerId: number, fromIndex: number): void {
+    const ring = this.#notificationRing;
+    const view = new DataView(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.byteLength);
+    let offset = ring.tryReserve(NOTIFICATION_BYTES);
+    while (offset === -1) {
+      ring.notifyConsumer();
+      ring.waitForSpace(RING_WAIT_MS);
+      offset = ring.tryReserve(NOTIFICATION_BYTES);
+    }
+    view.setUint32(offset, writerId, true);
+    view.setUint32(offset + 4, NOTIFICATION_FLAG_RESEND, true);
+    view.setFloat64(offset + 8, 0, true);
+    view.setFloat64(offset + 16, fromIndex, true);
+    view.setFloat64(offset + 24, 0, true);
+    ring.publishWrite();
+    ring.notifyConsumer();
   }
 
   #registrationRecord(writerId: number): Uint8Array {
@@ -476,6 +525,7 @@ function main(): void {
     post({ type: 'recovery_failed', message });
     return;
   }
+  if (!options.reportEntries) recovered.writers = [];
   const transfer = recovered.writers.flatMap((writer) => [writer.meta.buffer as ArrayBuffer, writer.data.buffer as ArrayBuffer]);
   post({ type: 'recovered', writers: recovered.writers, tornTail: recovered.tornTail, closedFiles: recovered.closedFiles }, transfer);
 

@@ -22,6 +22,7 @@ import {
   ENTRY_KIND_NOOP,
   ENTRY_KIND_SNAPSHOT_MARKER,
   NOTIFICATION_BYTES,
+  NOTIFICATION_FLAG_RESEND,
   NOTIFICATION_ROLLED_WRITER_ID,
   RECORD_TYPE_REGISTRATION,
   RING_CLOSE_BYTES,
@@ -92,6 +93,12 @@ type WrittenListener = (writerId: number, term: number, fromIndex: number, toInd
 type FatalListener = (error: StorageError) => void;
 type RolledListener = (filePath: string) => void;
 
+type WorkerSettings = Omit<WalWorkerData, 'appendRing' | 'notificationRing' | 'counters' | 'largeEntryPort' | 'reportEntries'> & { ringBytes: number };
+
+/** A crashed WAL worker is restarted at most this many times per RESTART_WINDOW_MS; more is fatal. */
+const RESTARTS_MAX = 5;
+const RESTART_WINDOW_MS = 60_000;
+
 /** What WAL recovery found, by server uid. */
 export interface WalRecovery {
   /** Each writer's entries after its last snapshot marker, in index order. */
@@ -114,12 +121,22 @@ export class WalClient {
   /** Counters written by the worker (and `pendingBytes` by this client), read lock-free. */
   readonly counters: WalCounters;
   readonly #options: WalOptions;
-  readonly #worker: Worker;
-  readonly #appendRing: ByteRing;
-  readonly #appendView: DataView;
-  readonly #notificationRing: ByteRing;
+  // Replaced when a crashed worker is restarted.
+  #worker: Worker;
+  #appendRing: ByteRing;
+  #appendView: DataView;
+  #notificationRing: ByteRing;
   readonly #counterSet: CounterSet<WalCounterName>;
-  readonly #largeEntryPort: MessagePort;
+  #largeEntryPort: MessagePort;
+  /** Settings of the worker, kept to start a new one after a crash. */
+  #workerSettings: WorkerSettings | null = null;
+  /** Set while a crashed worker is being replaced; appends are dropped then and resent after. */
+  #restarting: Promise<void> | null = null;
+  #restartTimesMs: number[] = [];
+  /** Bumped per worker, so the notification loop of a replaced worker ends. */
+  #generation = 0;
+  readonly #restartedListeners: (() => void)[] = [];
+  readonly #resendListeners: ((writerId: number, fromIndex: number) => void)[] = [];
   readonly #maxPendingBytes: number;
   readonly #log: Logger;
   readonly #writerIdByUid = new Map<string, number>();
@@ -174,11 +191,7 @@ export class WalClient {
     }
     const failSyncAfter = options.faultInjection?.failSyncAfter ?? 0;
 
-    const appendRing = ByteRing.create(ringBytes);
-    const notificationRing = ByteRing.create(NOTIFICATION_RING_BYTES);
-    const counterSet = new CounterSet(WAL_COUNTER_NAMES);
-    const channel = new MessageChannel();
-    const workerData: WalWorkerData = {
+    const settings: WorkerSettings = {
       dir: options.dir,
       syncMethod,
       maxBatchSize,
@@ -187,31 +200,19 @@ export class WalClient {
       maxEntries,
       computeChecksums: options.computeChecksums ?? true,
       failSyncAfter,
-      appendRing: appendRing.buffer,
-      notificationRing: notificationRing.buffer,
-      counters: counterSet.buffer,
-      largeEntryPort: channel.port2,
+      ringBytes,
     };
-    const worker = new Worker(workerFileUrl('wal'), { workerData, transferList: [channel.port2] });
-    const wal = new WalClient(options, worker, appendRing, notificationRing, counterSet, channel.port1, maxPendingBytes);
+    const counterSet = new CounterSet(WAL_COUNTER_NAMES);
+    const started = startWorker(settings, counterSet, true);
+    const wal = new WalClient(options, started.worker, started.appendRing, started.notificationRing, counterSet, started.largeEntryPort, maxPendingBytes);
+    wal.#workerSettings = settings;
 
-    const { writers, tornTail, closedFiles } = await new Promise<{ writers: RecoveredWriterMessage[]; tornTail: TornTail | null; closedFiles: string[] }>((resolve, reject) => {
-      const onMessage = (message: WalWorkerMessage): void => {
-        if (message.type === 'recovered') resolve({ writers: message.writers, tornTail: message.tornTail, closedFiles: message.closedFiles });
-        else if (message.type === 'recovery_failed') reject(new StorageError(message.message));
-        else reject(new StorageError(`WAL worker for ${options.dir} sent "${message.type}" before finishing recovery`));
-      };
-      const onError = (error: Error): void => reject(new StorageError(`WAL worker for ${options.dir} failed during recovery: ${error.message}`, { cause: error }));
-      const onExit = (code: number): void => reject(new StorageError(`WAL worker for ${options.dir} exited with code ${code} during recovery`));
-      worker.once('message', onMessage);
-      worker.once('error', onError);
-      worker.once('exit', onExit);
-    }).catch(async (error: unknown) => {
+    const { writers, tornTail, closedFiles } = await started.recovery.catch(async (error: unknown) => {
       wal.#log.error({ err: error }, 'WAL recovery failed');
-      await worker.terminate();
+      await started.worker.terminate();
       throw error;
     });
-    worker.removeAllListeners();
+    started.worker.removeAllListeners();
     wal.#attachWorkerListeners();
     void wal.#runNotificationLoop();
     const { recovered, resets } = unpackRecovered(writers);
@@ -235,13 +236,9 @@ export class WalClient {
     }
     const writerId = this.#writerIdByUid.size + 1;
     this.#writerIdByUid.set(uid, writerId);
-    const record = new Uint8Array(WAL_REGISTRATION_HEADER_BYTES + uidBytes.byteLength);
-    const view = new DataView(record.buffer);
-    record[0] = RECORD_TYPE_REGISTRATION;
-    view.setUint16(2, uidBytes.byteLength, true);
-    view.setUint32(4, writerId, true);
-    record.set(uidBytes, WAL_REGISTRATION_HEADER_BYTES);
-    this.#enqueue(record);
+    // A restart in progress registers every writer with the new worker when it is up.
+    if (this.#restarting !== null) return writerId;
+    this.#enqueue(encodeRegistrationRecord(uid, writerId));
     return writerId;
   }
 
@@ -259,7 +256,9 @@ export class WalClient {
     if (!Number.isSafeInteger(entry.index) || entry.index < 1 || !Number.isSafeInteger(entry.term) || entry.term < 0) {
       throw new RangeError(`entry index ${entry.index} / term ${entry.term} is invalid; use safe integers, index >= 1 and term >= 0`);
     }
-    if (this.#fatal !== null) return;
+    // While a crashed worker is replaced, entries are dropped: the servers resend every entry
+    // not yet written once the new worker is up (onRestarted), in order.
+    if (this.#fatal !== null || this.#restarting !== null) return;
     const kind = entry.kind === 'noop' ? ENTRY_KIND_NOOP : ENTRY_KIND_COMMAND;
     const data = entry.data;
     const recordBytes = WAL_ENTRY_HEADER_BYTES + data.byteLength;
@@ -291,10 +290,26 @@ export class WalClient {
    */
   appendSnapshotMarker(writerId: number, index: number, term: number): void {
     this.#assertOpen();
-    if (this.#fatal !== null) return;
+    if (this.#fatal !== null || this.#restarting !== null) return;
     const record = new Uint8Array(WAL_ENTRY_HEADER_BYTES);
     writeEntryHeader(new DataView(record.buffer), 0, writerId, index, term, ENTRY_KIND_SNAPSHOT_MARKER, 0);
     this.#enqueue(record);
+  }
+
+  /**
+   * Registers a listener called after a crashed worker was replaced. Entries appended but not
+   * reported written may be lost: each server appends them again from memory.
+   */
+  onRestarted(listener: () => void): void {
+    this.#restartedListeners.push(listener);
+  }
+
+  /**
+   * Registers a listener for the worker's resend requests: it received an entry of `writerId`
+   * past a gap, dropped it, and needs every entry from `fromIndex` on again.
+   */
+  onResend(listener: (writerId: number, fromIndex: number) => void): void {
+    this.#resendListeners.push(listener);
   }
 
   /** Registers a listener for each WAL file the worker closes; the segment writer moves it into segments. */
@@ -326,6 +341,7 @@ export class WalClient {
   }
 
   async #close(): Promise<void> {
+    if (this.#restarting !== null) await this.#restarting;
     if (this.#fatal === null && !this.#workerExited) {
       const closed = new Promise<void>((resolve) => {
         this.#onClosed = resolve;
@@ -419,7 +435,8 @@ export class WalClient {
   }
 
   #attachWorkerListeners(): void {
-    this.#worker.on('message', (message: WalWorkerMessage) => {
+    const worker = this.#worker;
+    worker.on('message', (message: WalWorkerMessage) => {
       if (message.type === 'fatal') {
         this.#drainNotifications();
         this.#reportFatal(new StorageError(message.message));
@@ -427,16 +444,83 @@ export class WalClient {
         this.#onClosed?.();
       }
     });
-    this.#worker.on('error', (error) => {
-      this.#reportFatal(new StorageError(`WAL worker for ${this.#options.dir} failed: ${error.message}`, { cause: error }));
+    worker.on('error', (error) => {
+      if (worker !== this.#worker) return;
+      this.#log.error({ err: error }, 'WAL worker thread failed');
     });
-    this.#worker.on('exit', (code) => {
-      this.#workerExited = true;
-      this.#onClosed?.();
-      if (this.#closePromise === null) {
-        this.#reportFatal(new StorageError(`WAL worker for ${this.#options.dir} exited unexpectedly with code ${code}; restart the system`));
+    worker.on('exit', (code) => {
+      if (worker !== this.#worker) return;
+      if (this.#closePromise !== null) {
+        this.#workerExited = true;
+        this.#onClosed?.();
+        return;
       }
+      // A storage error (failed write or fsync) ends the worker with exit code 0 after its
+      // 'fatal' message and is final. Any other death is a crash of the thread: restart it.
+      if (code === 0 || this.#fatal !== null) {
+        this.#workerExited = true;
+        this.#reportFatal(new StorageError(`WAL worker for ${this.#options.dir} exited unexpectedly with code ${code}; restart the system`));
+        return;
+      }
+      this.#restartWorker(code);
     });
+  }
+
+  #restartWorker(exitCode: number): void {
+    const nowMs = performance.now();
+    this.#restartTimesMs = this.#restartTimesMs.filter((t) => nowMs - t < RESTART_WINDOW_MS);
+    if (this.#restartTimesMs.length >= RESTARTS_MAX) {
+      this.#workerExited = true;
+      this.#reportFatal(new StorageError(
+        `WAL worker for ${this.#options.dir} crashed ${RESTARTS_MAX + 1} times within ${RESTART_WINDOW_MS} ms (last exit code ${exitCode}); ` +
+          'stopped restarting it, check the logs and restart the system',
+      ));
+      return;
+    }
+    this.#restartTimesMs.push(nowMs);
+    this.#counterSet.add('workerRestarts', 1);
+    this.#log.warn({ exitCode }, 'WAL worker thread crashed; restarting it and resending unwritten entries');
+    // Written notifications the dead worker posted still count.
+    this.#drainNotifications();
+    this.#restarting = this.#replaceWorker().finally(() => {
+      this.#restarting = null;
+    });
+  }
+
+  async #replaceWorker(): Promise<void> {
+    this.#generation++;
+    this.#largeEntryPort.close();
+    this.#pending = [];
+    this.#pendingHead = 0;
+    this.#pendingBytes = 0;
+    this.#counterSet.set('pendingBytes', 0);
+    this.#nextLargeSequence = 0;
+    const started = startWorker(this.#workerSettings!, this.#counterSet, false);
+    let closedFiles: string[];
+    try {
+      ({ closedFiles } = await started.recovery);
+    } catch (error) {
+      await started.worker.terminate();
+      this.#workerExited = true;
+      this.#reportFatal(error instanceof StorageError ? error : new StorageError(`WAL worker restart failed: ${String(error)}`));
+      return;
+    }
+    started.worker.removeAllListeners();
+    this.#worker = started.worker;
+    this.#appendRing = started.appendRing;
+    this.#appendView = new DataView(started.appendRing.bytes.buffer, started.appendRing.bytes.byteOffset, started.appendRing.bytes.byteLength);
+    this.#notificationRing = started.notificationRing;
+    this.#largeEntryPort = started.largeEntryPort;
+    this.#spaceWaiterArmed = false;
+    this.#attachWorkerListeners();
+    void this.#runNotificationLoop();
+    for (const [uid, writerId] of this.#writerIdByUid) this.#enqueue(encodeRegistrationRecord(uid, writerId));
+    this.#log.info({ closedFiles: closedFiles.length }, 'WAL worker restarted');
+    // A file the dead worker closed may not have been reported; the segment writer skips files it already moved.
+    for (const filePath of closedFiles) this.#emitRolled(filePath);
+    // Appends were dropped during the restart, so restarting is cleared before servers resend.
+    this.#restarting = null;
+    for (const listener of this.#restartedListeners) listener();
   }
 
   #reportFatal(error: StorageError): void {
@@ -448,9 +532,10 @@ export class WalClient {
   }
 
   async #runNotificationLoop(): Promise<void> {
-    while (!this.#stopped) {
+    const generation = this.#generation;
+    while (!this.#stopped && generation === this.#generation) {
       await this.#notificationRing.waitForDataAsync(RING_WAIT_MS);
-      if (this.#stopped) return;
+      if (this.#stopped || generation !== this.#generation) return;
       this.#drainNotifications();
       // Space freed by the worker also shows as notifications; move queued appends along.
       if (this.#pendingHead < this.#pending.length && this.#fatal === null) this.#drainPending();
@@ -488,6 +573,11 @@ export class WalClient {
         payload = ring.read();
         continue;
       }
+      if (view.getUint32(offset + 4, true) === NOTIFICATION_FLAG_RESEND) {
+        for (const listener of this.#resendListeners) listener(writerId, fromIndex);
+        payload = ring.read();
+        continue;
+      }
       for (const listener of this.#writtenListeners) {
         try {
           listener(writerId, term, fromIndex, toIndex);
@@ -502,6 +592,57 @@ export class WalClient {
     }
     ring.releaseRead();
   }
+}
+
+/** Encodes a registration ring record (flags and CRC 0; the worker seals it when it writes it to a file). */
+function encodeRegistrationRecord(uid: string, writerId: number): Uint8Array {
+  const uidBytes = new TextEncoder().encode(uid);
+  const record = new Uint8Array(WAL_REGISTRATION_HEADER_BYTES + uidBytes.byteLength);
+  const view = new DataView(record.buffer);
+  record[0] = RECORD_TYPE_REGISTRATION;
+  view.setUint16(2, uidBytes.byteLength, true);
+  view.setUint32(4, writerId, true);
+  record.set(uidBytes, WAL_REGISTRATION_HEADER_BYTES);
+  return record;
+}
+
+interface StartedWorker {
+  worker: Worker;
+  appendRing: ByteRing;
+  notificationRing: ByteRing;
+  largeEntryPort: MessagePort;
+  recovery: Promise<{ writers: RecoveredWriterMessage[]; tornTail: TornTail | null; closedFiles: string[] }>;
+}
+
+/** Starts a WAL worker with fresh rings; `recovery` settles when it has scanned the WAL files. */
+function startWorker(settings: WorkerSettings, counterSet: CounterSet<WalCounterName>, reportEntries: boolean): StartedWorker {
+  const { ringBytes, ...rest } = settings;
+  const appendRing = ByteRing.create(ringBytes);
+  const notificationRing = ByteRing.create(NOTIFICATION_RING_BYTES);
+  const channel = new MessageChannel();
+  const workerData: WalWorkerData = {
+    ...rest,
+    reportEntries,
+    appendRing: appendRing.buffer,
+    notificationRing: notificationRing.buffer,
+    counters: counterSet.buffer,
+    largeEntryPort: channel.port2,
+  };
+  const worker = new Worker(workerFileUrl('wal'), { workerData, transferList: [channel.port2] });
+  const dir = settings.dir;
+  const recovery = new Promise<{ writers: RecoveredWriterMessage[]; tornTail: TornTail | null; closedFiles: string[] }>((resolve, reject) => {
+    const onMessage = (message: WalWorkerMessage): void => {
+      if (message.type === 'recovered') resolve({ writers: message.writers, tornTail: message.tornTail, closedFiles: message.closedFiles });
+      else if (message.type === 'recovery_failed') reject(new StorageError(message.message));
+      else reject(new StorageError(`WAL worker for ${dir} sent "${message.type}" before finishing recovery`));
+    };
+    const onError = (error: Error): void => reject(new StorageError(`WAL worker for ${dir} failed during recovery: ${error.message}`, { cause: error }));
+    const onExit = (code: number): void => reject(new StorageError(`WAL worker for ${dir} exited with code ${code} during recovery`));
+    worker.once('message', onMessage);
+    worker.once('error', onError);
+    worker.once('exit', onExit);
+  });
+  return { worker, appendRing, notificationRing, largeEntryPort: channel.port1, recovery };
 }
 
 function unpackRecovered(writers: RecoveredWriterMessage[]): { recovered: Map<string, LogEntry[]>; resets: Map<string, SnapshotMeta> } {
