@@ -84,10 +84,11 @@ export function percentileChart(title: string, series: { name: string; points: {
   for (let log = yMinLog; log <= yMaxLog; log++) {
     const y = yOf(10 ** log);
     body.push(`<line x1="${MARGIN.left}" x2="${WIDTH - MARGIN.right}" y1="${y}" y2="${y}" stroke="#e2e8f0"/>`);
-    body.push(`<text x="${MARGIN.left - 6}" y="${y + 4}" text-anchor="end">${formatTick(10 ** log)} ms</text>`);
+    const label = log >= 3 ? `${10 ** (log - 3)} s` : `${Number((10 ** log).toPrecision(1))} ms`;
+    body.push(`<text x="${MARGIN.left - 6}" y="${y + 4}" text-anchor="end">${label}</text>`);
   }
   for (const p of ticks) {
-    const x = xOf(p);
+    const x = xOf(p).toFixed(1);
     body.push(`<line x1="${x}" x2="${x}" y1="${MARGIN.top}" y2="${HEIGHT - MARGIN.bottom}" stroke="#e2e8f0"/>`);
     body.push(`<text x="${x}" y="${HEIGHT - MARGIN.bottom + 16}" text-anchor="middle">p${p}</text>`);
   }
@@ -96,7 +97,7 @@ export function percentileChart(title: string, series: { name: string; points: {
     const points = s.points.filter((p) => p.percentile < 100).map((p) => `${xOf(p.percentile).toFixed(1)},${yOf(p.valueMs).toFixed(1)}`);
     body.push(`<polyline points="${points.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
     const legendY = HEIGHT - 18;
-    const legendX = MARGIN.left + i * 130;
+    const legendX = MARGIN.left + i * Math.floor((WIDTH - MARGIN.left) / series.length);
     body.push(`<rect x="${legendX}" y="${legendY - 9}" width="12" height="12" fill="${color}"/>`);
     body.push(`<text x="${legendX + 16}" y="${legendY + 1}">${escapeXml(s.name)}</text>`);
   });

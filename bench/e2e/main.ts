@@ -19,7 +19,7 @@ const repoRoot = path.resolve(here, '../..');
 const resultsDir = path.join(repoRoot, 'bench/results');
 const microDir = path.resolve(here, '../micro');
 
-/** Per micro benchmark file; tinybench runs each task for about two seconds. */
+/** Time limit for one micro benchmark file, whose tinybench tasks run a second or two each. */
 const MICRO_TIMEOUT_MS = 120_000;
 /** Baseline (a) and (b) run this long. */
 const BASELINE_DURATION_S = 5;
@@ -43,13 +43,13 @@ interface CliOptions {
   note?: string;
 }
 
-function positiveInteger(value: string): number {
+function nonNegativeInteger(value: string): number {
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed < 0) throw new InvalidArgumentError(`${value} is not a non-negative integer`);
   return parsed;
 }
 
-function positiveNumber(value: string): number {
+function nonNegativeNumber(value: string): number {
   const parsed = Number(value);
   if (!Number.isFinite(parsed) || parsed < 0) throw new InvalidArgumentError(`${value} is not a non-negative number`);
   return parsed;
@@ -134,16 +134,16 @@ async function main(): Promise<void> {
   const program = new Command('npm run bench --')
     .description(`Runs rana's benchmarks. Names: ${[...Object.keys(PRESETS), ...BASELINE_NAMES, 'report'].join(', ')}. No name runs the default set.`)
     .argument('[names...]', 'scenarios and baselines to run')
-    .option('--groups <n>', 'groups hosted on the cluster', positiveInteger)
-    .option('--active <n>', 'groups that receive load', positiveInteger)
-    .option('--clients <n>', 'clients per active group', positiveInteger)
-    .option('--inflight <n>', 'commands each client keeps in flight', positiveInteger)
-    .option('--payload <bytes>', 'size of one encoded command in bytes', positiveInteger)
-    .option('--duration <s>', 'length of the measured window in seconds', positiveNumber)
-    .option('--warmup <s>', 'load before the window opens, in seconds', positiveNumber)
-    .option('--nodes <n>', 'cluster nodes (1 = no replication)', positiveInteger)
+    .option('--groups <n>', 'groups hosted on the cluster', nonNegativeInteger)
+    .option('--active <n>', 'groups that receive load', nonNegativeInteger)
+    .option('--clients <n>', 'clients per active group', nonNegativeInteger)
+    .option('--inflight <n>', 'commands each client keeps in flight', nonNegativeInteger)
+    .option('--payload <bytes>', 'size of one encoded command in bytes', nonNegativeInteger)
+    .option('--duration <s>', 'length of the measured window in seconds', nonNegativeNumber)
+    .option('--warmup <s>', 'load before the window opens, in seconds', nonNegativeNumber)
+    .option('--nodes <n>', 'cluster nodes (1 = no replication)', nonNegativeInteger)
     .option('--sync <method>', 'WAL sync method: datasync, sync or none')
-    .option('--kill-at <s>', 'SIGKILL the node leading the most groups this many seconds into the window', positiveNumber)
+    .option('--kill-at <s>', 'SIGKILL the node leading the most groups this many seconds into the window', nonNegativeNumber)
     .option('--cpu-prof', 'run every process with node --cpu-prof; profiles go to bench/results/profiles/', false)
     .option('--keep-logs', 'keep every process log under bench/results/logs/, not only those of failed scenarios', false)
     .option('--report', 'regenerate docs/benchmarks.md from this run even when it is not the default set', false)
@@ -157,8 +157,9 @@ async function main(): Promise<void> {
   }
   fs.mkdirSync(resultsDir, { recursive: true });
 
-  if (names.length === 1 && names[0] === 'report') {
-    const latest = latestResultsFile();
+  if (names[0] === 'report') {
+    // `report <file>` regenerates from that results file, `report` from the newest one.
+    const latest = names[1] !== undefined ? path.resolve(names[1]) : latestResultsFile();
     writeReport(JSON.parse(fs.readFileSync(latest, 'utf8')) as RunResult, repoRoot);
     process.stderr.write(`docs/benchmarks.md regenerated from ${path.relative(repoRoot, latest)}\n`);
     return;
