@@ -813,6 +813,8 @@ export class RaftCore {
       // repeat it, so they are ignored.
       p.nextIndex = clamp(reply.nextIndexHint, p.matchIndex + 1, this.#log.lastIndex + 1);
       p.resetSeq = this.#seq + 1;
+      // The rejected request did not deliver its commit index, so the next one must carry it.
+      p.commitIndexSent = 0;
     }
 
     if (!commitAdvanced) this.#replicateTo(from, p);
