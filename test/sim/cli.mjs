@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// `npm run test:sim -- [--seeds N] [--minutes M] [--seed S] [--first-seed S] [--jobs J] [--fault-ms MS]`
+// `npm run test:sim -- [--seeds N] [--minutes M] [--seed S] [--first-seed S] [--jobs J] [--fault-ms MS] [--profile P]`
 // runs the simulation sweep in J vitest processes (default 1), each with its own seed range,
 // and exits non-zero if any fails. `--seed S` reruns one seed (twice, comparing trace digests).
+// `--profile` is default, harsh or mixed (the sweep's default: every fourth seed harsh); a
+// single `--seed` runs with default unless told otherwise.
 
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -14,6 +16,7 @@ const { values } = parseArgs({
     'first-seed': { type: 'string' },
     jobs: { type: 'string', default: '1' },
     'fault-ms': { type: 'string' },
+    profile: { type: 'string' },
   },
 });
 
@@ -29,6 +32,7 @@ for (let job = 0; job < jobs; job++) {
   if (seedsPerJob !== undefined) env.SIM_SEEDS = String(seedsPerJob);
   if (values.seed !== undefined) env.SIM_SEED = values.seed;
   if (values['fault-ms'] !== undefined) env.SIM_FAULT_MS = values['fault-ms'];
+  if (values.profile !== undefined) env.SIM_PROFILE = values.profile;
   const child = spawn('npx', ['vitest', 'run', '--config', 'test/sim/vitest.sweep.config.ts'], { env, stdio: 'inherit' });
   runs.push(new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 1))));
 }

@@ -53,7 +53,8 @@ export type FaultKind =
   | 'restart'
   | 'pause'
   | 'resume'
-  | 'fsync_error';
+  | 'fsync_error'
+  | 'calm';
 
 export interface SimStats {
   steps: number;
@@ -134,6 +135,8 @@ export class SimCluster {
   readonly trace: string[] = [];
 
   readonly #queue = new EventQueue<SimEvent>();
+  /** Message fault rates and latency in effect; they start from the settings and calmNetwork() lowers them. */
+  readonly #network: Pick<SimSettings, 'dropRate' | 'duplicateRate' | 'delayMinMs' | 'delayMaxMs'>;
   readonly #connections = new Map<string, Connection>();
   readonly #members: Member[];
   readonly #netPrng: Prng;
@@ -145,6 +148,7 @@ export class SimCluster {
 
   constructor(settings: SimSettings) {
     this.settings = settings;
+    this.#network = { dropRate: settings.dropRate, duplicateRate: settings.duplicateRate, delayMinMs: settings.delayMinMs, delayMaxMs: settings.delayMaxMs };
     this.#rootPrng = new Prng(settings.seed);
     this.#netPrng = this.#rootPrng.fork('network');
     this.#diskPrng = this.#rootPrng.fork('disk');
@@ -191,6 +195,14 @@ export class SimCluster {
   setBlocked(links: Iterable<[number, number]>, kind: FaultKind): void {
     this.blocked = new Set([...links].map(([from, to]) => `${from}>${to}`));
     this.#countFault(kind, [...this.blocked].join(','));
+  }
+
+  /** Ends random message faults: no more drops or duplicates, and a latency of at most 20 ms. */
+  calmNetwork(): void {
+    this.#network.dropRate = 0;
+    this.#network.duplicateRate = 0;
+    this.#network.delayMaxMs = Math.min(this.#network.delayMaxMs, CALM_DELAY_MAX_MS);
+    this.#countFault('calm', '');
   }
 
   heal(): void {
@@ -464,7 +476,7 @@ export class SimCluster {
       } else if (end === 0 && !connection.dialPending && this.nowMs >= connection.nextDialMs) {
         connection.dialPending = true;
         connection.nextDialMs = this.nowMs + this.settings.reconnectIntervalMs + this.#netPrng.int(this.settings.reconnectIntervalMs);
-        const rttMs = 2 * this.#netPrng.between(this.settings.delayMinMs, this.settings.delayMaxMs);
+        const rttMs = 2 * this.#netPrng.between(this.#network.delayMinMs, this.#network.delayMaxMs);
         this.#queue.push(this.nowMs + rttMs, { kind: 'connected', dialer: index, acceptor: peer.index, dialerIncarnation: incarnation });
       }
     }
@@ -487,20 +499,20 @@ export class SimCluster {
   #send(from: number, to: number, group: number, message: RaftMessage): void {
     this.stats.messagesSent += 1;
     const connection = this.#connection(from, to);
-    if (!connection.up[from < to ? 0 : 1] || this.#isBlocked(from, to) || this.#netPrng.chance(this.settings.dropRate)) {
+    if (!connection.up[from < to ? 0 : 1] || this.#isBlocked(from, to) || this.#netPrng.chance(this.#network.dropRate)) {
       this.stats.messagesDropped += 1;
       return;
     }
-    const copies = this.#netPrng.chance(this.settings.duplicateRate) ? 2 : 1;
+    const copies = this.#netPrng.chance(this.#network.duplicateRate) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      const delayMs = this.#netPrng.between(this.settings.delayMinMs, this.settings.delayMaxMs);
+      const delayMs = this.#netPrng.between(this.#network.delayMinMs, this.#network.delayMaxMs);
       this.#queue.push(this.nowMs + delayMs, { kind: 'deliver', from, to, group, message, epoch: connection.epoch });
     }
   }
 
   #sendPing(from: number, to: number, connection: Connection): void {
     if (this.#isBlocked(from, to)) return;
-    const delayMs = this.#netPrng.between(this.settings.delayMinMs, this.settings.delayMaxMs);
+    const delayMs = this.#netPrng.between(this.#network.delayMinMs, this.#network.delayMaxMs);
     this.#queue.push(this.nowMs + delayMs, { kind: 'ping', from, to, epoch: connection.epoch });
   }
 
@@ -555,7 +567,7 @@ export class SimCluster {
     const node = this.nodes[self];
     if (node.alive && (notifySelf || !node.paused)) this.#notifyPeerStatus(node, peer, false);
     if (!this.#isBlocked(self, peer)) {
-      const delayMs = this.#netPrng.between(this.settings.delayMinMs, this.settings.delayMaxMs);
+      const delayMs = this.#netPrng.between(this.#network.delayMinMs, this.#network.delayMaxMs);
       this.#queue.push(this.nowMs + delayMs, { kind: 'close', from: self, to: peer, epoch: connection.epoch });
     }
   }
@@ -630,6 +642,9 @@ export class SimCluster {
   }
 }
 
+/** Latency bound after calmNetwork(): far below the election timeout, so elections can succeed. */
+const CALM_DELAY_MAX_MS = 20;
+
 /** Fault lines kept for a failure report. */
 const TRACE_LINES_MAX = 200;
 
@@ -639,5 +654,5 @@ const EVENT_CODES: Partial<Record<RaftEvent['type'], number>> = {
 };
 
 const FAULT_CODES: Record<FaultKind, number> = {
-  isolate: 1, split: 2, ring: 3, one_way: 4, bridge: 5, heal: 6, crash: 7, restart: 8, pause: 9, resume: 10, fsync_error: 11,
+  isolate: 1, split: 2, ring: 3, one_way: 4, bridge: 5, heal: 6, crash: 7, restart: 8, pause: 9, resume: 10, fsync_error: 11, calm: 12,
 };

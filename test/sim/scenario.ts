@@ -5,7 +5,17 @@
 import { LivenessViolation, SimCluster, type SimSettings, type SimStats } from './cluster.js';
 import { Prng } from './prng.js';
 
+/**
+ * `default`: latency up to 80 ms and at most 10 % drops, which continue after the repair.
+ * `harsh`: latency up to 1,500 ms (beyond the failure detector's 1,000 ms), 20 % drops and
+ * 20 % duplicates. Raft cannot elect while messages take longer than the election timeout,
+ * so the repair also calms the network.
+ */
+export type SimProfile = 'default' | 'harsh';
+
 export interface RunOptions {
+  /** Network behaviour; default `default`. */
+  profile?: SimProfile;
   /** Virtual time with faults, before everything is repaired. */
   faultDurationMs?: number;
   /** Virtual time allowed after the repair for every group to elect, commit and converge. */
@@ -56,11 +66,11 @@ export class SimFailure extends Error {
   readonly code = 'SIM_FAILURE' as const;
   readonly seed: number;
 
-  constructor(seed: number, settings: SimSettings, cause: Error, cluster: SimCluster | undefined) {
+  constructor(seed: number, settings: SimSettings, cause: Error, cluster: SimCluster | undefined, profile: SimProfile = 'default') {
     const where = cluster === undefined ? '' : `\nat ${cluster.nowMs} ms virtual time\n${cluster.describe()}\nlast faults:\n${cluster.trace.slice(-30).join('\n')}`;
     super(
-      `simulation seed ${seed} failed: ${cause.message}\nsettings: ${describeSettings(settings)}${where}\n` +
-        `rerun: SIM_SEED=${seed} npx vitest run test/sim/sim.test.ts (or npm run test:sim -- --seed ${seed})`,
+      `simulation seed ${seed} (profile ${profile}) failed: ${cause.message}\nsettings: ${describeSettings(settings)}${where}\n` +
+        `rerun: SIM_SEED=${seed} SIM_PROFILE=${profile} npx vitest run test/sim/sim.test.ts (or npm run test:sim -- --seed ${seed} --profile ${profile})`,
       { cause },
     );
     this.name = 'SimFailure';
@@ -70,20 +80,23 @@ export class SimFailure extends Error {
 
 /** Runs one seed. Throws SimFailure on a safety or liveness violation. */
 export function runSeed(seed: number, options: RunOptions = {}): RunResult {
-  const settings = { ...settingsForSeed(seed), ...options.overrides };
+  const harsh = options.profile === 'harsh';
+  const settings = { ...settingsForSeed(seed), ...(harsh ? HARSH_NETWORK : {}), ...options.overrides };
   const faultDurationMs = options.faultDurationMs ?? 10_000;
   const convergeBoundMs = options.convergeBoundMs ?? 20_000;
   let cluster: SimCluster | undefined;
   try {
     cluster = new SimCluster(settings);
-    const convergeMs = drive(cluster, seed, faultDurationMs, convergeBoundMs);
+    const convergeMs = drive(cluster, seed, faultDurationMs, convergeBoundMs, harsh);
     return { seed, settings, stats: cluster.stats, digest: cluster.digest, convergeMs };
   } catch (error) {
-    throw new SimFailure(seed, settings, error as Error, cluster);
+    throw new SimFailure(seed, settings, error as Error, cluster, options.profile);
   }
 }
 
-function drive(cluster: SimCluster, seed: number, faultDurationMs: number, convergeBoundMs: number): number {
+const HARSH_NETWORK: Partial<SimSettings> = { delayMaxMs: 1_500, dropRate: 0.2, duplicateRate: 0.2 };
+
+function drive(cluster: SimCluster, seed: number, faultDurationMs: number, convergeBoundMs: number, calmAtRepair: boolean): number {
   const root = new Prng(seed);
   const faultPrng = root.fork('faults');
   const workloadPrng = root.fork('workload');
@@ -116,6 +129,7 @@ function drive(cluster: SimCluster, seed: number, faultDurationMs: number, conve
   // Repair: heal the network, resume and restart every node.
   faultsActive = false;
   cluster.heal();
+  if (calmAtRepair) cluster.calmNetwork();
   for (const i of nodes) cluster.resume(i);
   for (const i of nodes) cluster.restart(i);
   const repairedMs = cluster.nowMs;

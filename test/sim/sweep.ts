@@ -1,9 +1,11 @@
 // Seed sweeps shared by the npm test profile and the long `npm run test:sim` runner: run each
 // seed twice, compare the trace digests, and stop at the first failure with its seed.
 
-import { runSeed, type RunOptions, type RunResult } from './scenario.js';
+import { runSeed, type RunOptions, type RunResult, type SimProfile } from './scenario.js';
 
-export interface SweepOptions extends RunOptions {
+export interface SweepOptions extends Omit<RunOptions, 'profile'> {
+  /** `mixed` runs every fourth seed with the harsh network and the others with the default one. */
+  profile?: SimProfile | 'mixed';
   /** First seed; later seeds count up from it. */
   firstSeed: number;
   /** Upper bound on seeds run. */
@@ -44,14 +46,15 @@ export function sweep(options: SweepOptions): SweepSummary {
   };
   for (let i = 0; i < options.seedsMax && Date.now() - startMs < options.budgetMs; i++) {
     const seed = (options.firstSeed + i) >>> 0;
-    const result = runSeedTwice(seed, options);
+    const profile: SimProfile = options.profile === 'mixed' ? (seed % 4 === 0 ? 'harsh' : 'default') : (options.profile ?? 'default');
+    const result = runSeedTwice(seed, { ...options, profile });
     summary.seedsRun += 1;
     summary.lastSeed = seed;
     summary.steps += result.stats.steps;
     summary.commandsAcknowledged += result.stats.commandsAcknowledged;
     summary.readsChecked += result.stats.readsChecked;
     for (const [kind, count] of Object.entries(result.stats.faults)) {
-      if (kind !== 'heal' && kind !== 'restart' && kind !== 'resume') summary.faultsInjected += count ?? 0;
+      if (kind !== 'heal' && kind !== 'restart' && kind !== 'resume' && kind !== 'calm') summary.faultsInjected += count ?? 0;
     }
   }
   summary.elapsedMs = Date.now() - startMs;
