@@ -313,7 +313,9 @@ export class SimCluster {
   describe(): string {
     const lines: string[] = [];
     for (const node of this.nodes) {
-      const state = !node.alive ? 'crashed' : node.paused ? 'paused' : 'running';
+      let state = 'running';
+      if (!node.alive) state = 'crashed';
+      else if (node.paused) state = 'paused';
       const groups = node.cores.map((c, g) => `g${g}:${c.role[0]}${c.term}/${c.lastIndex}/${c.commitIndex}/${c.leaderId ?? '-'}`);
       const views = this.nodes.filter((p) => p !== node).map((p) => `${p.id}:${this.#endUp(node.index, p.index) ? 'up' : 'down'}`);
       lines.push(`${node.id} ${state} ${groups.join(' ')} peers ${views.join(' ')}`);

@@ -46,7 +46,8 @@ export function sweep(options: SweepOptions): SweepSummary {
   };
   for (let i = 0; i < options.seedsMax && Date.now() - startMs < options.budgetMs; i++) {
     const seed = (options.firstSeed + i) >>> 0;
-    const profile: SimProfile = options.profile === 'mixed' ? (seed % 4 === 0 ? 'harsh' : 'default') : (options.profile ?? 'default');
+    let profile: SimProfile = options.profile === 'mixed' ? 'default' : (options.profile ?? 'default');
+    if (options.profile === 'mixed' && seed % 4 === 0) profile = 'harsh';
     const result = runSeedTwice(seed, { ...options, profile });
     summary.seedsRun += 1;
     summary.lastSeed = seed;
