@@ -140,7 +140,7 @@ describe('kill -9 at each storage step', () => {
     await cluster.waitFor('n3 to apply every write', async () => {
       const groups = await cluster!.status('n3');
       const leader = await cluster!.status('n1');
-      if (!groups || !leader) return undefined;
+      if (!groups?.[0] || !leader?.[0]) return undefined;
       return groups[0].lastApplied >= leader[0].commitIndex - 1 && groups[0].lastApplied > 1500 ? true : undefined;
     }, 60_000);
     const status = await (await fetch(`http://127.0.0.1:${cluster.node('n3').httpPort}/status?digest=1`)).json() as { groups: { keys: number }[] };

@@ -125,7 +125,13 @@ export class SegmentLog implements LogStorage {
         continue;
       }
       this.#cache.forget(filePath);
-      const info = this.#readFileInfo(filePath, fileNumber, sizeBytes);
+      let info: SegmentFileInfo | null;
+      try {
+        info = this.#readFileInfo(filePath, fileNumber, sizeBytes);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        info = null; // deleted by the segment writer (a snapshot covers it) between the listing and the open
+      }
       if (info !== null) files.push(info);
       known.delete(filePath);
     }
