@@ -120,16 +120,22 @@ describe('kill -9 at each storage step', () => {
   });
 
   it.each(['install-mid-write', 'install-before-rename'])('%s on a follower loses nothing', async (point) => {
+    const WRITES = 1000;
     cluster = await KvCluster.start({
       groups: 1,
       extraArgs: ['--wal-max-entries', '200', '--segment-max-entries', '64', '--snapshot-interval', '200', '--snapshot-chunk-bytes', '4096'],
     });
     await cluster.kill('n3', 'SIGKILL');
     await cluster.waitForLeaders();
-    for (let i = 1; i <= 1500; i++) {
-      const response = await cluster.put(i % 2 === 0 ? 'n1' : 'n2', `key-${i}`, `value-${i}`);
-      expect(response.status, await response.text()).toBe(204);
-    }
+    let next = 1;
+    const client = async (): Promise<void> => {
+      while (next <= WRITES) {
+        const i = next++;
+        const response = await cluster!.put(i % 2 === 0 ? 'n1' : 'n2', `key-${i}`, `value-${i}`);
+        expect(response.status, await response.text()).toBe(204);
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, client));
     const exited = await withCrashPoint(point, async () => {
       cluster!.startNode('n3');
       return new Promise((resolve) => cluster!.node('n3').process!.once('exit', resolve));
@@ -141,10 +147,10 @@ describe('kill -9 at each storage step', () => {
       const groups = await cluster!.status('n3');
       const leader = await cluster!.status('n1');
       if (!groups?.[0] || !leader?.[0]) return undefined;
-      return groups[0].lastApplied >= leader[0].commitIndex - 1 && groups[0].lastApplied > 1500 ? true : undefined;
+      return groups[0].lastApplied >= leader[0].commitIndex - 1 && groups[0].lastApplied > WRITES ? true : undefined;
     }, 60_000);
     const status = await (await fetch(`http://127.0.0.1:${cluster.node('n3').httpPort}/status?digest=1`)).json() as { groups: { keys: number }[] };
-    expect(status.groups[0].keys).toBe(1500);
+    expect(status.groups[0].keys).toBe(WRITES);
     const log = fs.readFileSync(cluster.node('n3').logFile, 'utf8');
     expect(log).toContain('snapshot installed');
   });

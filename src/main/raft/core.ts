@@ -345,6 +345,8 @@ export class RaftCore {
         if (event.toIndex <= this.#lastWritten) this.#log.releaseThrough(event.toIndex, event.term);
         break;
       case 'snapshot_written':
+        // TODO: keep a tail of entries below the snapshot, so a follower only slightly behind
+        // gets append-entries instead of the whole snapshot.
         if (event.index <= this.#lastApplied) this.#log.compact(event.index, event.term);
         break;
       case 'snapshot_installed':
