@@ -78,11 +78,11 @@ describe('follower catch-up', () => {
     expect(keys).toBe(WRITES);
     const log = fs.readFileSync(cluster.node('n3').logFile, 'utf8');
     expect(log).toContain('snapshot installed');
-    // More than one chunk: the snapshot of a group holds thousands of keys, the chunk 16 KiB.
+    // More than one chunk: the snapshot of a group contains thousands of keys, a chunk 16 KiB.
     const receiving = log.split('\n').filter((line) => line.includes('receiving snapshot')).map((line) => JSON.parse(line) as { bytes: number });
     expect(receiving.length).toBeGreaterThan(0);
     expect(Math.max(...receiving.map((r) => r.bytes))).toBeGreaterThan(16384);
-    // The follower holds no more snapshots than the limit, and its groups have snapshots.
+    // Every group of the follower starts from a snapshot.
     const n3 = converged[2]!;
     expect(n3.every((group) => group.snapshotIndex > 0)).toBe(true);
 

@@ -371,7 +371,7 @@ export class RaftServer {
   }
 
   /**
-   * Returns the durable log entries this member holds in memory, for a restart within this
+   * Returns the durable log entries this member keeps in memory, for a restart within this
    * process (older ones are in segments and snapshots on disk), and the snapshot installed in
    * this incarnation, whose marker the WAL may not have flushed yet.
    */

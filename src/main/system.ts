@@ -310,7 +310,7 @@ export class System {
       );
     }
     // After an install the segment files are stale until the writer flushes the marker, so the
-    // log starts empty above the snapshot; entries released later are read from new segments.
+    // log starts empty above the snapshot. Entries released later are read from new segments.
     const storage: LogStorage = {
       lastIndex: () => (reset !== null ? 0 : segments.lastIndex()),
       term: (index) => segments.term(index),

@@ -22,7 +22,7 @@
 //  25  3 bytes reserved, 0
 //  28  u32 CRC-32 of slot bytes 0..28 and the data
 //
-// Entries in one file are contiguous: slot k holds index firstIndex + k, and data offsets
+// Entries in one file are contiguous: slot k contains index firstIndex + k, and data offsets
 // increase. Across the files of one server a newer file (higher number in its name) wins over
 // an older one for any index both contain: an overwrite after a leader change starts a new
 // file at the overwritten index. The writer writes the data, then the slots, then fdatasyncs.
@@ -134,7 +134,7 @@ export interface SegmentIndexScan {
 }
 
 /**
- * Parses the index area (`indexArea` holds the header and every slot) of a segment whose file
+ * Parses the index area (`indexArea` contains the header and every slot) of a segment whose file
  * is `fileSizeBytes` long. Stops at the first zero slot. A slot that is out of sequence or
  * points past the end of the file is a torn tail when only zero slots follow it, and
  * corruption otherwise. Data CRCs are checked by readers, not here.

@@ -1,6 +1,6 @@
 // The segment writer thread of one system. For each WAL file the WAL worker closed, it moves
 // every server's entries into that server's segment files, syncs them and their directory,
-// tells the main thread which ranges segments now hold, and only then deletes the WAL file.
+// reports to the main thread which ranges segments now contain, and only then deletes the WAL file.
 // Files are handled one at a time, in the order they were closed.
 //
 // Per server and per WAL file:
@@ -36,7 +36,7 @@ import { ENTRY_KIND_SNAPSHOT_MARKER, WalReplay, readU64, scanWalFile, type Repla
 export interface SegmentWriterData {
   /** `<dataDir>/<system>/servers`: one directory per server uid. */
   serversDir: string;
-  /** Most entries per segment file (its slot count). */
+  /** Maximum entries per segment file (its slot count). */
   maxEntries: number;
   /** A segment file takes no more entries once its size would pass this, unless it is empty. */
   maxSizeBytes: number;
@@ -144,7 +144,7 @@ class SegmentWriter {
     return ranges;
   }
 
-  /** Deletes the WAL file once the main thread has been told its ranges. */
+  /** Deletes the WAL file, after its ranges were posted to the main thread. */
   deleteWalFile(walPath: string): void {
     fs.unlinkSync(walPath);
     syncDirectory(path.dirname(walPath));
@@ -174,7 +174,7 @@ class SegmentWriter {
     this.#servers.delete(uid);
   }
 
-  // Loads what is on disk for a server the first time this thread sees it.
+  // Loads a server's segment files from disk the first time one of its entries arrives.
   #load(uid: string): ServerSegments {
     const known = this.#servers.get(uid);
     if (known !== undefined) return known;
@@ -218,7 +218,7 @@ class SegmentWriter {
       let slots = scanSegmentIndex(filePath, indexArea, sizeBytes).slots;
       if (verify) {
         const bytes = readFully(fd, sizeBytes, 0);
-        const good = slots.findIndex((slot) => {
+        const firstBad = slots.findIndex((slot) => {
           try {
             checkSlotData(filePath, slot, bytes.subarray(slot.slotOffset, slot.slotOffset + SEGMENT_SLOT_BYTES),
               bytes.subarray(slot.dataOffset, slot.dataOffset + slot.dataLength));
@@ -227,7 +227,7 @@ class SegmentWriter {
             return true;
           }
         });
-        if (good !== -1) slots = slots.slice(0, good);
+        if (firstBad !== -1) slots = slots.slice(0, firstBad);
       }
       if (slots.length === 0) {
         fs.closeSync(fd);
@@ -376,10 +376,10 @@ class SegmentWriter {
   }
 
   #deleteFiles(server: ServerSegments, covered: (file: SegmentFile) => boolean): void {
-    const kept: SegmentFile[] = [];
+    const remaining: SegmentFile[] = [];
     for (const file of server.files) {
       if (!covered(file)) {
-        kept.push(file);
+        remaining.push(file);
         continue;
       }
       if (file === server.open) {
@@ -391,7 +391,7 @@ class SegmentWriter {
       this.#dirtyDirs.add(server.dir);
       this.#counters.add('filesDeleted', 1);
     }
-    server.files = kept;
+    server.files = remaining;
   }
 }
 

@@ -1,7 +1,7 @@
 // Tasks of a system's snapshot pool (piscina): write a snapshot that a server's machine asked
-// for, off the main thread. The data arrives encoded; this thread computes the CRCs, writes
-// the file into a `.partial` directory, syncs it, renames the directory into place, syncs the
-// parent, and deletes the snapshots older than the newest `keep`.
+// for, off the main thread. The data arrives encoded. This thread computes the CRCs and writes
+// the file into a `.partial` directory, then syncs it and renames the directory into place.
+// Last it syncs the parent and deletes the snapshots older than the newest `keep`.
 
 import fs from 'node:fs';
 import path from 'node:path';

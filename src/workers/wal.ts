@@ -50,7 +50,7 @@ export interface WalWorkerData {
   maxBatchBytes: number;
   /** Roll over to a new file once the current one reaches this many bytes. */
   maxSizeBytes: number;
-  /** Roll over to a new file once the current one holds this many entries. */
+  /** Roll over to a new file once the current one contains this many entries. */
   maxEntries: number;
   computeChecksums: boolean;
   /** Tests only: the Nth sync call (1-based) throws an EIO error instead of syncing. 0 disables. */

@@ -116,7 +116,7 @@ describe('WAL roll-over', () => {
     const dump = rana('wal', 'dump', first);
     expect(dump.status).toBe(0);
     expect(dump.stdout).toContain('index 10\tterm 1\tcommand\t4 bytes\tcrc ok');
-    // The file rolls after the batch that reaches 10 entries, so it holds 10 to 13.
+    // The file rolls after the batch that reaches 10 entries, so it contains 10 to 13.
     const entryCount = Number(/WAL file 1, 1 registrations, (\d+) entries/.exec(dump.stdout)?.[1]);
     expect(entryCount).toBeGreaterThanOrEqual(10);
     expect(entryCount).toBeLessThanOrEqual(13);
@@ -140,7 +140,7 @@ describe('WAL roll-over', () => {
     for (let i = 1; i <= 40; i++) wal.append(writer, command(i));
     wal.append(writer, { index: 41, term: 1, kind: 'command', data: new Uint8Array(5000) });
     await waitUntil('41 written', () => written === 41);
-    // A file holds a 32-byte header, a 13-byte registration and 36-byte entry records, so the
+    // A file contains a 32-byte header, a 13-byte registration and 36-byte entry records, so the
     // first reaches 1000 bytes with entry 27. The second takes 28..40 and the large entry,
     // which passes the limit alone; the third is empty.
     await waitUntil('3 files', () => wal.counters.files === 3);

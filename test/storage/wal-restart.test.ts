@@ -1,6 +1,7 @@
 // A WAL worker thread that dies is replaced, and the entries it had not reported written are
-// appended again; a gap in a writer's indexes makes the worker ask for a resend. Real worker
-// threads and files; RANA_EXIT_THREAD_AT (test only) ends the worker thread mid-batch.
+// appended again. A gap in a writer's indexes makes the worker request a resend. The tests use
+// real worker threads and files, and RANA_EXIT_THREAD_AT (test only) ends the worker thread
+// mid-batch.
 
 import fs from 'node:fs';
 import os from 'node:os';

@@ -52,8 +52,8 @@ export interface RaftCoreOptions {
   maxEntriesPerApply?: number;
   /**
    * State recovered from disk. Every entry in it counts as durable (written). `entries` are the
-   * ones held in memory; with a snapshot they start above it, and with a storage they start at
-   * most one past the storage's last index.
+   * ones held in memory. They start above the snapshot, and at most one past the storage's
+   * last index.
    */
   initial?: { term: number; votedFor: PeerId | null; entries: LogEntry[]; snapshot?: SnapshotMeta };
   /**
@@ -207,7 +207,7 @@ export class RaftCore {
     this.#votedFor = initial.votedFor;
     this.#log = new RaftLog(initial.entries, options.storage ?? null, initial.snapshot ?? null);
     this.#lastWritten = this.#log.lastIndex;
-    // A snapshot holds committed, applied state only.
+    // A snapshot contains committed, applied state only.
     this.#commitIndex = this.#log.snapshotIndex;
     this.#lastApplied = this.#log.snapshotIndex;
     if (this.#log.lastTerm > this.#term) {
@@ -938,7 +938,7 @@ export class RaftCore {
 
   /**
    * Follower side of a snapshot transfer. The chunk goes to the server to write aside, unless
-   * this member already holds the snapshot's last entry (same index and term) or has committed
+   * this member already has the snapshot's last entry (same index and term) or has committed
    * past it: then it answers `ahead`, and the leader resumes append-entries without a loop.
    */
   #handleInstallSnapshot(from: PeerId, request: InstallSnapshotRequest): void {

@@ -2,7 +2,7 @@ import { RaftInvariantError } from './invariant.js';
 import type { LogEntry, LogStorage, SnapshotMeta } from './types.js';
 
 /**
- * The log of one member as the core sees it, in three parts:
+ * The log of one member, in three parts:
  *
  *   index:  1 .. snapshotIndex | snapshotIndex+1 .. memoryFirst-1 | memoryFirst .. lastIndex
  *   held:   in the snapshot    | in `storage` (segment files)      | in memory (#entries)
@@ -130,7 +130,7 @@ export class RaftLog {
   }
 
   /**
-   * Drops entries up to `index` from memory once storage holds them. Ignored unless the entry
+   * Drops entries up to `index` from memory once storage contains them. Ignored unless the entry
    * at `index` in memory has `term`: by the log matching property the stored prefix then equals
    * the one in memory, while a term mismatch means memory was overwritten since.
    */

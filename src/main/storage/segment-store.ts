@@ -2,7 +2,7 @@
 // after they left memory. Reads are synchronous (the Raft core's LogStorage contract, as in
 // etcd's raft) and go through a small cache of open file descriptors shared by a system.
 //
-// Only each file's index range and its runs of equal terms stay in memory; slots and data are
+// Only each file's index range and its runs of equal terms stay in memory. Slots and data are
 // read from disk on demand, and every entry read is checked against its slot CRC.
 
 import fs from 'node:fs';
@@ -135,7 +135,7 @@ export class SegmentLog implements LogStorage {
       if (info !== null) files.push(info);
       known.delete(filePath);
     }
-    for (const gone of known.keys()) this.#cache.forget(gone);
+    for (const deletedPath of known.keys()) this.#cache.forget(deletedPath);
     files.sort((a, b) => a.fileNumber - b.fileNumber);
     // A newer file overrides every index from its first one on in older files.
     let limit = Number.POSITIVE_INFINITY;

@@ -12,7 +12,7 @@ import type { FlushedRange, SegmentWriterData, SegmentWriterMessage, SegmentWrit
 export type { FlushedRange } from '../../workers/segment-writer.js';
 
 export interface SegmentOptions {
-  /** Most entries per segment file (its fixed number of index slots). Default 4096. */
+  /** Maximum entries per segment file (its fixed number of index slots). Default 4096. */
   maxEntries?: number;
   /** A segment file takes no more entries past this size, except its first. Default 64 MB. */
   maxSizeBytes?: number;

@@ -51,7 +51,7 @@ export interface WalOptions {
   maxBatchBytes?: number;
   /** The worker closes a WAL file and starts the next once the file reaches this size. Default 256 MB. */
   maxSizeBytes?: number;
-  /** The worker closes a WAL file and starts the next once it holds this many entries. Default 1,048,576. */
+  /** The worker closes a WAL file and starts the next once it contains this many entries. Default 1,048,576. */
   maxEntries?: number;
   /** Append ring capacity in bytes. Default 32 MiB. Entries above a quarter of it take the MessagePort path. */
   ringBytes?: number;
