@@ -143,7 +143,10 @@ export class SimCluster {
   readonly #diskPrng: Prng;
   readonly #rootPrng: Prng;
   #nextCorrelation = 1;
+  /** Commands accepted by a leader, keyed `node:incarnation:group:index`, until applied there. */
   readonly #pendingCommands = new Map<string, PendingCommand>();
+  /** Callbacks of submitted commands, keyed `node:incarnation:correlation`, until accepted or rejected. */
+  readonly #acknowledgeCallbacks = new Map<string, (() => void) | undefined>();
   readonly #pendingReads = new Map<string, { group: number; appliedMaxAtIssue: number }>();
 
   constructor(settings: SimSettings) {
@@ -275,11 +278,9 @@ export class SimCluster {
     const correlation = this.#nextCorrelation++;
     this.stats.commandsSubmitted += 1;
     const data = encoder.encode(`g${group}c${correlation}`);
-    this.#pendingCommandsCallback.set(`${target.index}:${target.incarnation}:${correlation}`, onAcknowledged);
+    this.#acknowledgeCallbacks.set(`${target.index}:${target.incarnation}:${correlation}`, onAcknowledged);
     this.#handle(target, group, { type: 'command', correlation, data, nowMs: this.nowMs });
   }
-
-  readonly #pendingCommandsCallback = new Map<string, (() => void) | undefined>();
 
   /** Issues a read-index request; its read index must cover every entry applied anywhere before now. */
   submitRead(group: number, workloadPrng: Prng): void {
@@ -380,15 +381,15 @@ export class SimCluster {
           break;
         case 'command_accepted': {
           const key = `${node.index}:${incarnation}:${effect.correlation}`;
-          const onAcknowledged = this.#pendingCommandsCallback.get(key);
-          this.#pendingCommandsCallback.delete(key);
+          const onAcknowledged = this.#acknowledgeCallbacks.get(key);
+          this.#acknowledgeCallbacks.delete(key);
           this.#pendingCommands.set(`${node.index}:${incarnation}:${group}:${effect.index}`, {
             group, term: effect.term, index: effect.index, onAcknowledged,
           });
           break;
         }
         case 'command_rejected':
-          this.#pendingCommandsCallback.delete(`${node.index}:${incarnation}:${effect.correlation}`);
+          this.#acknowledgeCallbacks.delete(`${node.index}:${incarnation}:${effect.correlation}`);
           break;
         case 'apply':
           for (const entry of effect.entries) this.#acknowledge(node, group, entry);

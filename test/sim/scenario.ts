@@ -157,8 +157,8 @@ function drive(cluster: SimCluster, seed: number, faultDurationMs: number, conve
   return cluster.nowMs - repairedMs;
 }
 
+/** Injects one fault, or none (15 %), which lets the cluster run undisturbed for a while. */
 function injectFault(cluster: SimCluster, prng: Prng, nodes: number[]): void {
-  const n = nodes.length;
   const roll = prng.next();
   if (roll < 0.35) {
     partition(cluster, prng, nodes);
@@ -172,9 +172,6 @@ function injectFault(cluster: SimCluster, prng: Prng, nodes: number[]): void {
     const victim = prng.pick(nodes);
     cluster.pause(victim);
     cluster.at(cluster.nowMs + prng.between(100, 3000), () => cluster.resume(victim));
-  } else {
-    // Let the cluster run undisturbed for a while.
-    void n;
   }
 }
 
@@ -219,12 +216,10 @@ function partition(cluster: SimCluster, prng: Prng, nodes: number[]): void {
       break;
     }
     case 'bridge': {
-      // Two sides that cannot reach each other, except through one bridge node that reaches all.
-      const bridge = shuffled[0];
+      // Two sides that cannot reach each other, except through one bridge node (shuffled[0]) that reaches all.
       const rest = shuffled.slice(1);
       const left = new Set(rest.slice(0, Math.floor(rest.length / 2)));
       for (const a of rest) for (const b of rest) if (a < b && left.has(a) !== left.has(b)) cutBoth(a, b);
-      void bridge;
       break;
     }
   }
