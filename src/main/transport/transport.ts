@@ -15,7 +15,8 @@
 // on every established connection. A peer is down when its connection closes (a killed
 // process resets it at once) or when no byte has arrived for `suspectAfterMs` (a stopped or
 // partitioned process). The detector then closes the connection, and the dialer reconnects
-// with exponential backoff and jitter.
+// with exponential backoff and jitter. When this node's own event loop was blocked past the
+// check's due time, the check waits for one poll phase, so bytes that arrived meanwhile count.
 
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -121,6 +122,8 @@ interface PeerLink {
   readonly queue: OutboundQueue;
   lastReceivedAtMs: number;
   suspectTimer: NodeJS.Timeout | null;
+  /** When the suspect timer was due; a timer that runs much later means this event loop was blocked. */
+  suspectDueAtMs: number;
   reconnectTimer: NodeJS.Timeout | null;
   /** Failed dials since the peer was last up; sets the backoff step. */
   failuresSinceUp: number;
@@ -284,6 +287,7 @@ export class Transport extends EventEmitter<TransportEvents> {
       queue: new OutboundQueue(this.#maxQueueBytes),
       lastReceivedAtMs: 0,
       suspectTimer: null,
+      suspectDueAtMs: 0,
       reconnectTimer: null,
       failuresSinceUp: 0,
       everUp: false,
@@ -695,8 +699,10 @@ export class Transport extends EventEmitter<TransportEvents> {
 
   /** Arms a timer for the moment the peer's silence would reach `suspectAfterMs`. */
   #armSuspectTimer(link: PeerLink): void {
-    const dueInMs = link.lastReceivedAtMs + this.#suspectAfterMs - performance.now();
-    link.suspectTimer = setTimeout(() => this.#checkSilence(link), Math.max(0, Math.ceil(dueInMs)));
+    const nowMs = performance.now();
+    const dueInMs = Math.max(0, Math.ceil(link.lastReceivedAtMs + this.#suspectAfterMs - nowMs));
+    link.suspectDueAtMs = nowMs + dueInMs;
+    link.suspectTimer = setTimeout(() => this.#checkSilence(link, false), dueInMs);
     link.suspectTimer.unref();
   }
 
@@ -705,13 +711,26 @@ export class Transport extends EventEmitter<TransportEvents> {
     link.suspectTimer = null;
   }
 
-  #checkSilence(link: PeerLink): void {
+  /**
+   * Marks the peer down when nothing arrived for `suspectAfterMs`. `afterPoll` is true for the
+   * second look that follows a late timer.
+   */
+  #checkSilence(link: PeerLink, afterPoll: boolean): void {
     link.suspectTimer = null;
     if (!link.up || this.#closing) return;
 
-    const silentMs = performance.now() - link.lastReceivedAtMs;
+    const nowMs = performance.now();
+    const silentMs = nowMs - link.lastReceivedAtMs;
     if (silentMs < this.#suspectAfterMs) {
       this.#armSuspectTimer(link);
+      return;
+    }
+    if (!afterPoll && nowMs - link.suspectDueAtMs > this.#heartbeatIntervalMs) {
+      // The timer ran late, so this event loop was blocked (a long synchronous call or GC), and
+      // the peer's bytes may be waiting unread: overdue timers run before the loop polls sockets.
+      // Look again after one poll phase has read them; a 0 ms timer runs after that phase.
+      link.suspectTimer = setTimeout(() => this.#checkSilence(link, true), 0);
+      link.suspectTimer.unref();
       return;
     }
     const socket = link.socket;
