@@ -594,8 +594,11 @@ export class RaftServer {
     return path.join(this.#host.serverDir, 'snapshots');
   }
 
+  // Copies the encoding: msgpackr (the default codec, and the KV machine's) returns a view into
+  // a buffer that its next call overwrites, and the bytes may wait for the WAL before the write.
   #encodeState(state: unknown): Uint8Array {
-    return this.#machine.snapshot ? this.#machine.snapshot.encode(state) : pack(state);
+    const encoded = this.#machine.snapshot ? this.#machine.snapshot.encode(state) : pack(state);
+    return encoded.slice();
   }
 
   #decodeState(data: Uint8Array): unknown {

@@ -87,7 +87,7 @@ export interface InstallSnapshotRequest {
 }
 
 /**
- * The follower's answer to a chunk. `next`: send the chunk at `nextOffset` (also the answer to
+ * The follower's reply to a chunk. `next`: send the chunk at `nextOffset` (also the reply to
  * a duplicate or out-of-order chunk). `installed`: the snapshot is in place and the follower's
  * log continues after `matchIndex`. `ahead`: the follower already holds the snapshot's last
  * entry, so the leader resumes append-entries from `matchIndex + 1`. `rejected`: the chunk's
@@ -173,7 +173,7 @@ export type RaftEffect =
    * transfer already under way. Emitted again with back-off while the follower makes no progress.
    */
   | { type: 'send_snapshot'; to: PeerId; index: number; attempt: number }
-  /** Leader: the follower asks for the chunk at `nextOffset` of the snapshot at `index`. */
+  /** Leader: the follower requests the chunk at `nextOffset` of the snapshot at `index`. */
   | { type: 'snapshot_chunk_acked'; to: PeerId; index: number; nextOffset: number }
   /** Leader: the transfer to `to` ended (installed, not needed, or abandoned on a step-down). */
   | { type: 'snapshot_transfer_ended'; to: PeerId }
