@@ -100,7 +100,12 @@ export interface RunContext {
   keepLogs: boolean;
 }
 
-const GROUP_FORM_CONCURRENCY = 64;
+/**
+ * startCluster calls in flight while forming groups. Each start makes its node fsync a config
+ * file, two directories and a meta file on the main thread. With 64 in flight, one frame of
+ * start requests blocked a node for over a second on a busy disk, and its peers suspected it.
+ */
+const GROUP_FORM_CONCURRENCY = 16;
 
 /** Data directories of the scenarios running now, so an interrupted run can remove them. */
 export const activeRoots = new Set<string>();
