@@ -147,6 +147,7 @@ export class RaftServer {
   #senders = new Map<PeerId, SnapshotSender>();
   #receiver: SnapshotReceiver | null = null;
   readonly #storage: SegmentLog | null;
+  #applyScheduled = false;
   /** Index of the last entry applied to #state (the snapshot's index right after a load or install). */
   #appliedIndex = 0;
 
@@ -420,6 +421,15 @@ export class RaftServer {
   #afterHandle(): void {
     this.#host.setTicking(this, !this.#stopped && (this.#core.needsTick() || this.#deadlines.length > 0 || this.#parked.length > 0 ||
       this.#leaderWaiters.length > 0 || this.#receiver !== null));
+    // The core applies a bounded number of entries per event. A long backlog (a restart with
+    // a large log) continues on the next turn of the event loop, not at the next shared tick.
+    if (!this.#stopped && !this.#applyScheduled && this.#core.lastApplied < this.#core.commitIndex) {
+      this.#applyScheduled = true;
+      setImmediate(() => {
+        this.#applyScheduled = false;
+        this.#handle({ type: 'tick', nowMs: this.#host.nowMs() });
+      });
+    }
   }
 
   #execute(effects: RaftEffect[]): void {
