@@ -92,8 +92,10 @@ describe('sustained load', () => {
       // Segments hold at most the entries since the older of the two kept snapshots.
       expect(sample.segmentFiles, JSON.stringify(sample)).toBeLessThanOrEqual(Math.ceil((2 * SNAPSHOT_INTERVAL + 3 * WAL_MAX_ENTRIES) / SEGMENT_MAX_ENTRIES) + 2);
     }
-    // Disk use does not grow with the number of commands: the last sample is within 2x the second.
-    expect(samples[ROUNDS - 1].disk, JSON.stringify(samples)).toBeLessThan(2 * samples[1].disk);
+    // Disk use does not grow with the number of commands. Unbounded, the log alone would take
+    // about 18,000 x 60 bytes (1.1 MB); the bound is a quarter of that at every sample, and the
+    // sample size swings with where the WAL and the snapshots are in their cycle.
+    for (const sample of samples) expect(sample.disk, JSON.stringify(samples)).toBeLessThan(270_000);
     expect(await node.consistentQuery({ name: 'g', node: 'n1' }, 'size', null)).toBe(KEYS);
   });
 });
