@@ -19,6 +19,11 @@ function fixed(value: number | null | undefined, digits: number): string {
   return value === null || value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(digits);
 }
 
+/** Formats a rate with one decimal below 10, so a rare event does not read as 0. */
+function rate(value: number): string {
+  return value < 10 ? value.toFixed(1) : count(value);
+}
+
 function ms(us: number | undefined): string {
   return us === undefined ? 'n/a' : (us / 1000).toFixed(us < 10_000 ? 2 : 1);
 }
@@ -105,15 +110,16 @@ function scenarioSection(result: ScenarioResult): string[] {
   if (f.committed > 0 || result.params.active > 0) {
     lines.push('| committed/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s per 1,000 (all processes) | CPU s per 1,000 (nodes) | load generator CPU | fdatasyncs/s (all nodes) | entries per fdatasync | errors |');
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
-    const l = f.latency;
+    // An empty histogram reports 0 at every percentile; show that there were no samples.
+    const l = f.latency !== null && f.latency.count > 0 ? f.latency : null;
     const errors = Object.entries(f.errors).map(([code, n]) => `${code} ${n}`).join(', ') || 'none';
-    lines.push(`| ${count(f.commandsPerS)} | ${ms(l?.percentilesUs['50'])} | ${ms(l?.percentilesUs['99'])} | ${ms(l?.percentilesUs['99.9'])} | ${ms(l?.maxUs)} | ${fixed(f.cpuSecondsPer1000, 3)} | ${fixed(f.nodeCpuSecondsPer1000, 3)} | ${fixed(f.loadCpuPercent, 0)}% | ${count(f.fsyncsPerS)} | ${fixed(f.entriesPerFsync, 1)} | ${errors} |`);
+    lines.push(`| ${count(f.commandsPerS)} | ${ms(l?.percentilesUs['50'])} | ${ms(l?.percentilesUs['99'])} | ${ms(l?.percentilesUs['99.9'])} | ${ms(l?.maxUs)} | ${fixed(f.cpuSecondsPer1000, 3)} | ${fixed(f.nodeCpuSecondsPer1000, 3)} | ${fixed(f.loadCpuPercent, 0)}% | ${rate(f.fsyncsPerS)} | ${fixed(f.entriesPerFsync, 1)} | ${errors} |`);
     lines.push('');
   }
   lines.push('| node | CPU % of one core | peak RSS MiB | fdatasyncs/s | entries per fdatasync | sent to nodes B/s | sent to nodes messages/s |');
   lines.push('|---|---|---|---|---|---|---|');
   for (const [id, n] of Object.entries(f.nodes)) {
-    lines.push(`| ${id} | ${n.cpuPercent.toFixed(1)} | ${n.peakRssMiB.toFixed(0)} | ${count(n.fsyncsPerS)} | ${fixed(n.entriesPerFsync, 1)} | ${count(n.sentBytesPerS)} | ${count(n.sentMessagesPerS)} |`);
+    lines.push(`| ${id} | ${n.cpuPercent.toFixed(1)} | ${n.peakRssMiB.toFixed(0)} | ${rate(n.fsyncsPerS)} | ${fixed(n.entriesPerFsync, 1)} | ${count(n.sentBytesPerS)} | ${count(n.sentMessagesPerS)} |`);
   }
   if (f.failover) {
     const fo = f.failover;
