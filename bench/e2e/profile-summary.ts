@@ -59,6 +59,7 @@ function frameName(node: ProfileNode): string {
   return `${functionName || '(anonymous)'}${file}`;
 }
 
+// NOTE: `--cpu-prof` writes one profile per main thread; the WAL worker threads' time is not in it.
 export function summarizeProfile(file: string, topCount: number): ProfileSummary {
   const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));

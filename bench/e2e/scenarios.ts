@@ -277,6 +277,8 @@ function computeFigures(
   let walBytes = 0;
   let sentBytes = 0;
   let sentMessages = 0;
+  // NOTE: a node killed during the window has no end sample, so its CPU time and WAL counts
+  // are missing from every total below.
   for (const [id, end] of Object.entries(after.nodes)) {
     const start = before.nodes[id];
     const cpuS = cpuSeconds(start, end);
