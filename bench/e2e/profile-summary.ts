@@ -59,7 +59,7 @@ function frameName(node: ProfileNode): string {
   return `${functionName || '(anonymous)'}${file}`;
 }
 
-// NOTE: `--cpu-prof` writes one profile per main thread; the WAL worker threads' time is not in it.
+// NOTE: the WAL worker threads wrote no profile under `--cpu-prof` in the runs so far, so their time is missing.
 export function summarizeProfile(file: string, topCount: number): ProfileSummary {
   const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
