@@ -10,6 +10,8 @@ const REGRESSION_SEEDS = [
   1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
   // A follower never learned the commit index of an idle group (see the harsh seed below).
   20003969,
+  // The same, when the follower's rejection of the request carrying the commit index was lost.
+  40077194,
 ];
 
 /** Harsh-network seeds run on every `npm test`. */

@@ -165,6 +165,11 @@ export class RaftCore {
   #leaderSuspected = false;
   /** Highest index known to match the current leader's log (written or not). */
   #leaderMatchIndex = 0;
+  /**
+   * Highest commit index the current leader sent, in any request, accepted or rejected. A
+   * rejected request may be the only one that carried it, when it overtook the entries.
+   */
+  #leaderCommit = 0;
   /** Seq of the latest append-entries from the current leader, echoed in every reply. */
   #leaderSeq = 0;
 
@@ -387,6 +392,7 @@ export class RaftCore {
   #setLeader(leaderId: PeerId | null): void {
     this.#leaderId = leaderId;
     this.#leaderMatchIndex = 0;
+    this.#leaderCommit = 0;
     this.#leaderSeq = 0;
     this.#leaderSuspected = leaderId !== null && this.#peersDown.has(leaderId);
     this.#electionDeadlineMs = null;
@@ -420,6 +426,7 @@ export class RaftCore {
     this.#role = 'pre_candidate';
     this.#leaderId = null;
     this.#leaderMatchIndex = 0;
+    this.#leaderCommit = 0;
     this.#leaderSuspected = false;
     this.#votesGranted.clear();
     this.#votesGranted.add(this.#id);
@@ -444,6 +451,7 @@ export class RaftCore {
     this.#votedFor = this.#id;
     this.#leaderId = null;
     this.#leaderMatchIndex = 0;
+    this.#leaderCommit = 0;
     this.#leaderSuspected = false;
     this.#persistMeta();
     this.#votesGranted.clear();
@@ -703,6 +711,7 @@ export class RaftCore {
       this.#updateElectionTimer();
     }
     this.#leaderSeq = Math.max(this.#leaderSeq, request.seq);
+    this.#leaderCommit = Math.max(this.#leaderCommit, request.leaderCommit);
 
     // Entries at or below the snapshot are committed, so they match the leader's: skip them.
     if (request.prevIndex < this.#log.snapshotIndex) {
@@ -731,8 +740,8 @@ export class RaftCore {
     const newEntries = this.#mergeEntries(request);
     const lastNewIndex = prevIndex + request.entries.length;
     this.#leaderMatchIndex = Math.max(this.#leaderMatchIndex, lastNewIndex);
-    // Commit no further than what this request proves matches the leader.
-    const commitIndex = Math.min(request.leaderCommit, lastNewIndex);
+    // Commit no further than what this leader's requests prove matches its log.
+    const commitIndex = Math.min(this.#leaderCommit, this.#leaderMatchIndex);
     if (commitIndex > this.#commitIndex) this.#commitIndex = commitIndex;
 
     if (newEntries.length > 0) {
