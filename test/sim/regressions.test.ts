@@ -59,7 +59,7 @@ describe('simulator regressions', () => {
   });
 
   // The same schedule with the rejection lost: the leader never learns that the commit index
-  // did not arrive, so the follower must keep what the rejected request told it.
+  // did not arrive, so the follower must keep the commit index from the rejected request.
   it('lost rejection keeps the commit index', () => {
     const { sim, follower, entryIndex } = overtakeCommitIndex();
     expect(sim.drop(isReplyFrom(follower, false))).toBe(1);
