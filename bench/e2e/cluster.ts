@@ -4,9 +4,9 @@
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pickFreePorts as freePorts } from '../../dist/main/cli/demo/ports.js';
 import { IpcClient } from './ipc.js';
 import type { FormArgs, LeaderCounts, NodeStartArgs } from './node-process.js';
 import type { LoadStartArgs } from './load-process.js';
@@ -30,21 +30,6 @@ export interface ClusterOptions {
 export interface ClusterSample {
   nodes: Record<string, ProcessSample>;
   load: ProcessSample | null;
-}
-
-/** Returns `count` distinct free TCP ports on 127.0.0.1. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, async () => {
-      const server = net.createServer();
-      server.listen(0, '127.0.0.1');
-      await once(server, 'listening');
-      return server;
-    }),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
 }
 
 export class BenchCluster {
