@@ -5,7 +5,10 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pickFreePorts as freePorts } from '../../src/main/cli/demo/ports.js';
 import { cliFilePath } from '../../src/shared/worker-path.js';
+
+export { freePorts };
 
 export interface KvNodeInfo {
   id: string;
@@ -24,8 +27,6 @@ export interface GroupStatus {
   lastApplied: number;
   leader: string | null;
 }
-
-export { pickFreePorts as freePorts } from '../../src/main/cli/demo/ports.js';
 
 export class KvCluster {
   readonly nodes: KvNodeInfo[];
