@@ -88,7 +88,12 @@ describe('three-node KV cluster', () => {
   it('times out writes without a quorum', async () => {
     cluster = await KvCluster.start({ groups: 1, extraArgs: ['--timeout-ms', '1500'] });
     expect((await cluster.put('n1', 'before', '1')).status).toBe(204);
-    const before = (await cluster.status('n1'))![0].commitIndex;
+    // A follower learns the new commit index a moment after the leader replies, so wait until
+    // every member reports the same one.
+    const before = await cluster.waitFor('every member to learn the commit index', async () => {
+      const indexes = await Promise.all(cluster!.nodes.map(async (n) => (await cluster!.status(n.id))?.[0]?.commitIndex));
+      return indexes.every((index) => index !== undefined && index === indexes[0]) ? indexes[0] : undefined;
+    });
 
     await cluster.kill('n2', 'SIGKILL');
     await cluster.kill('n3', 'SIGKILL');
