@@ -42,7 +42,7 @@ interface RecoveredLog {
   reset: SnapshotMeta | null;
 }
 
-/** What a system needs from its node. */
+/** Services a system needs from its node. */
 export interface SystemHost {
   nodeId: string;
   logger: Logger;
@@ -260,8 +260,8 @@ export class System {
     try {
       await this.wal.close();
     } catch (error) {
-      // After a fatal WAL error close() rejects with that same error, which was logged when it
-      // happened; a clean shutdown of a failed system is not a second failure.
+      // After a fatal WAL error, close() rejects with that same error, which was logged when it
+      // happened. A clean shutdown of a failed system is not a second failure.
       if (error !== this.#failure) throw error;
     } finally {
       await this.segmentWriter.close();
@@ -414,7 +414,7 @@ export class System {
     if (this.#failure) return;
     this.#failure = error;
     // A failed fsync leaves the page cache in an unknown state, so the system stops for good
-    // rather than retrying; the operator restarts the node, which replays the WAL.
+    // rather than retrying. The operator restarts the node, which replays the WAL.
     this.#log.fatal({ err: error }, 'WAL failed; stopping every server of this system');
     for (const server of this.#servers.values()) server.stop(`WAL failure: ${error.message}`);
     this.#servers.clear();

@@ -44,7 +44,7 @@ export interface KvServiceOptions {
   logLevel?: string;
 }
 
-/** Longest key accepted, in bytes of UTF-8. */
+/** Maximum key length, in bytes of UTF-8. */
 const KEY_BYTES_MAX = 1024;
 /** How long formation retries a peer that is still starting or briefly unreachable. */
 const FORMATION_RETRY_MS = 60_000;
@@ -72,7 +72,7 @@ export async function startKvService(options: KvServiceOptions): Promise<KvServi
     }
     handleRequest(node, options, failedGroups, request, response).catch((error: unknown) => {
       if (request.destroyed || response.destroyed) {
-        // The client went away mid-request; nothing to answer and nothing wrong on this side.
+        // The client disconnected mid-request, so there is no one to reply to and no fault here.
         node!.logger.debug({ err: error, url: request.url }, 'HTTP client disconnected');
         return;
       }
@@ -139,7 +139,7 @@ export async function startKvService(options: KvServiceOptions): Promise<KvServi
 
 /**
  * Restarts the groups found in the data directory, then forms any of the `--groups` groups
- * that are missing once every peer answers. Forming is idempotent and every node names the
+ * that are missing once every peer is connected. Forming is idempotent and every node names the
  * same members, so nodes that form at once, or a formation cut short by a crash and resumed,
  * converge on one configuration.
  */
@@ -350,7 +350,7 @@ function readBody(request: http.IncomingMessage): Promise<string | null> {
       if (bytes <= BODY_BYTES_MAX) {
         chunks.push(chunk);
       } else if (!overflow) {
-        // Answer at once and stop reading, rather than take in the rest of a large body.
+        // Reply at once and stop reading, rather than take in the rest of a large body.
         overflow = true;
         chunks.length = 0;
         resolve(null);
