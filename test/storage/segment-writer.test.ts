@@ -10,6 +10,7 @@ import { SegmentWriterClient, type FlushedRange } from '../../src/main/storage/s
 import { WalClient } from '../../src/main/storage/wal-client.js';
 import type { LogEntry } from '../../src/main/raft/types.js';
 import { parseWalFileName } from '../../src/shared/wal-format.js';
+import { waitUntil } from '../support/wait.js';
 
 const roots: string[] = [];
 
@@ -71,13 +72,6 @@ async function flushAll(writer: SegmentWriterClient, files: string[]): Promise<F
   return reports;
 }
 
-async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting for the segment writer');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 function walFiles(dir: string): string[] {
   return fs.readdirSync(dir).filter((name) => parseWalFileName(name) !== null);
@@ -102,7 +96,7 @@ describe('segment writer', () => {
       [1, 1], [2, 1], [3, 1], [4, 1], [5, 1], [6, 2], [7, 2], [8, 2],
     ]);
     // The writer deletes a WAL file right after reporting its ranges.
-    await waitUntil(() => Number(writer.counters.get('walFilesDeleted')) === 2);
+    await waitUntil('the segment writer', () => Number(writer.counters.get('walFilesDeleted')) === 2);
     expect(files.every((file) => !fs.existsSync(file))).toBe(true);
     // Only the WAL file still open for writes is left.
     expect(walFiles(walDir)).toHaveLength(1);

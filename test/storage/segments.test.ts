@@ -15,6 +15,7 @@ import { parseSnapshotDirName, SNAPSHOT_FILE_NAME } from '../../src/shared/snaps
 import { freePorts } from '../support/kv-cluster.js';
 import { spawnSync } from 'node:child_process';
 import { cliFilePath } from '../../src/shared/worker-path.js';
+import { waitUntil } from '../support/wait.js';
 
 /** Runs `rana ARGS` and returns its exit code and output. */
 function rana(...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -36,14 +37,6 @@ function tempRoot(): string {
   return root;
 }
 
-/** Polls `check` every 5 ms until it returns true; fails after `timeoutMs`. */
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 function walFiles(dir: string): string[] {
   return fs.readdirSync(dir).filter((name) => parseWalFileName(name) !== null).sort();

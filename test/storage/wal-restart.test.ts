@@ -12,6 +12,7 @@ import { createKvMachine } from '../../src/main/machines/kv.js';
 import { WalClient } from '../../src/main/storage/wal-client.js';
 import type { LogEntry } from '../../src/main/raft/types.js';
 import { freePorts } from '../support/kv-cluster.js';
+import { waitUntil } from '../support/wait.js';
 
 const roots: string[] = [];
 
@@ -26,13 +27,6 @@ function tempDir(): string {
   return root;
 }
 
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 function entry(index: number): LogEntry {
   return { index, term: 1, kind: 'command', data: Uint8Array.from([index % 256, 7]) };
