@@ -110,6 +110,9 @@ interface PendingRead extends PendingCall {
   readIndex: number;
 }
 
+/** Commands handed to the core in one batch at most; a fuller batch is handed over at once. */
+const COMMAND_BATCH_MAX = 4096;
+
 /** Upper bound on parked calls per server while no leader is known; more get NotLeaderError at once. */
 const PARKED_CALLS_MAX = 10_000;
 
@@ -126,6 +129,9 @@ export class RaftServer {
   #log: Logger;
   #stopped = false;
   #nextCorrelation = 1;
+  /** Commands of the current event-loop turn, not yet handed to the core. At most COMMAND_BATCH_MAX. */
+  #commandBatch: { correlation: number; data: Uint8Array }[] = [];
+  #commandFlushScheduled = false;
 
   /** Commands the core accepted but that are not applied yet, by correlation until accepted, then by index. */
   #calls = new Map<number, PendingCall>();
@@ -322,10 +328,34 @@ export class RaftServer {
           return;
         }
         const call = this.#newCall(deadlineMs, timeoutMs, resolve, reject);
-        this.#handle({ type: 'command', correlation: call.correlation, data, nowMs: this.#host.nowMs() });
+        this.#queueCommand(call.correlation, data);
       };
       attempt();
     });
+  }
+
+  /**
+   * Gathers the commands of one event-loop turn and hands them to the core together, so the
+   * leader sends one append-entries per follower for the lot instead of one per command.
+   */
+  #queueCommand(correlation: number, data: Uint8Array): void {
+    this.#commandBatch.push({ correlation, data });
+    if (this.#commandBatch.length >= COMMAND_BATCH_MAX) {
+      this.#flushCommands();
+    } else if (!this.#commandFlushScheduled) {
+      this.#commandFlushScheduled = true;
+      // setImmediate runs after the I/O callbacks of this turn, so commands that arrived in
+      // the same poll phase (HTTP requests, forwarded calls) share one batch.
+      setImmediate(() => this.#flushCommands());
+    }
+  }
+
+  #flushCommands(): void {
+    this.#commandFlushScheduled = false;
+    if (this.#commandBatch.length === 0) return;
+    const commands = this.#commandBatch;
+    this.#commandBatch = [];
+    this.#handle({ type: 'commands', commands, nowMs: this.#host.nowMs() });
   }
 
   /** Runs a machine query after a read-index round confirms leadership: a linearizable read. */

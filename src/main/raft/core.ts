@@ -332,8 +332,16 @@ export class RaftCore {
         this.#handleMessage(event.from, event.message);
         break;
       case 'command':
-        this.#handleCommand(event.correlation, event.data);
+        if (this.#acceptCommand(event.correlation, event.data)) this.#replicateToAll();
         break;
+      case 'commands': {
+        let accepted = false;
+        for (const command of event.commands) {
+          if (this.#acceptCommand(command.correlation, command.data)) accepted = true;
+        }
+        if (accepted) this.#replicateToAll();
+        break;
+      }
       case 'read_index':
         this.#handleReadIndex(event.correlation);
         break;
@@ -523,16 +531,15 @@ export class RaftCore {
     }
   }
 
-  #handleCommand(correlation: number, data: Uint8Array): void {
+  /** Appends a client command when this member leads; returns false after rejecting it. The caller replicates. */
+  #acceptCommand(correlation: number, data: Uint8Array): boolean {
     if (this.#role !== 'leader') {
       this.#effects.push({ type: 'command_rejected', correlation, leaderHint: this.#leaderId, reason: 'not_leader' });
-      return;
+      return false;
     }
-    // TODO: each command sends its own append-entries when the window allows; commands from
-    // one event-loop turn are not yet coalesced into one request per follower.
     const entry = this.#appendAsLeader('command', data);
     this.#effects.push({ type: 'command_accepted', correlation, index: entry.index, term: entry.term });
-    this.#replicateToAll();
+    return true;
   }
 
   #handleReadIndex(correlation: number): void {

@@ -136,6 +136,11 @@ export type RaftEvent =
   | { type: 'message'; from: PeerId; message: RaftMessage; nowMs: number }
   /** A client command; accepted only by a leader. */
   | { type: 'command'; correlation: number; data: Uint8Array; nowMs: number }
+  /**
+   * Client commands gathered over one event-loop turn. The leader appends them all, then sends
+   * one append-entries per follower instead of one per command.
+   */
+  | { type: 'commands'; commands: { correlation: number; data: Uint8Array }[]; nowMs: number }
   /** A linearizable read: the core confirms leadership with a quorum round, then reports the read index. */
   | { type: 'read_index'; correlation: number; nowMs: number }
   /** Own log durable: the WAL wrote and synced entries `fromIndex..toIndex` that were appended in `term`. */
