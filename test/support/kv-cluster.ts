@@ -55,7 +55,13 @@ export class KvCluster {
     }));
     const cluster = new KvCluster(root, nodes, options.groups ?? 4, options.extraArgs ?? []);
     for (const node of nodes) cluster.startNode(node.id);
-    await cluster.waitForLeaders();
+    try {
+      await cluster.waitForLeaders();
+    } catch (error) {
+      // The caller never receives the cluster, so it could not stop these processes.
+      await cluster.stop();
+      throw error;
+    }
     return cluster;
   }
 
