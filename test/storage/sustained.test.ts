@@ -28,18 +28,40 @@ afterEach(async () => {
   root = null;
 });
 
+/**
+ * Lists a directory while the system runs. Segment files and old snapshots are deleted
+ * concurrently, so an entry that vanished between listing and reading counts as absent.
+ */
+function listLive(dir: string): fs.Dirent[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+function sizeLive(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+}
+
 function diskBytes(dir: string): number {
   let total = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+  for (const entry of listLive(dir)) {
     const full = path.join(dir, entry.name);
-    total += entry.isDirectory() ? diskBytes(full) : fs.statSync(full).size;
+    total += entry.isDirectory() ? diskBytes(full) : sizeLive(full);
   }
   return total;
 }
 
 function countFiles(dir: string, suffix: string): number {
   let total = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+  for (const entry of listLive(dir)) {
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) total += countFiles(full, suffix);
     else if (entry.name.endsWith(suffix)) total++;
