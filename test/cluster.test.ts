@@ -102,8 +102,8 @@ describe('three-node KV cluster', () => {
     const after = (await cluster.status('n1'))![0];
     expect(after.commitIndex).toBe(before);
 
-    // With a quorum back, the cluster serves again; the timed-out write may or may not have
-    // committed (its outcome was unknown), but nothing acknowledged is lost.
+    // With a quorum back, the cluster serves again. The timed-out write may or may not have
+    // committed, because its outcome was unknown, but nothing acknowledged is lost.
     cluster.startNode('n2');
     await cluster.waitForLeaders();
     expect(await (await cluster.get('n2', 'before')).text()).toBe('1');

@@ -194,7 +194,7 @@ export class Node {
     return this.#localServer(server.name).localQuery(fn);
   }
 
-  /** Returns the members of a group and its leader, as the local member knows them. */
+  /** Returns the members of a group and its leader, as recorded by the local member. */
   members(server: ServerRef): { members: ServerRef[]; leader: ServerRef | null } {
     this.#checkLocal(server);
     const status = this.#localServer(server.name).status();

@@ -28,7 +28,7 @@ export interface ServerConfig {
   members: Member[];
 }
 
-/** What a server needs from its system and node, passed in so the server stays testable. */
+/** Services a server needs from its system and node, passed in so the server stays testable. */
 export interface ServerHost {
   nodeId: string;
   wal: WalClient;
@@ -50,12 +50,12 @@ export interface ServerHost {
   receiveSnapshotTimeoutMs: number;
 }
 
-/** What a server starts from: its newest valid snapshot, its segment files and the entries still in the WAL. */
+/** Recovered state a server starts from: its newest valid snapshot, its segment files and the entries still in the WAL. */
 export interface ServerRecovery {
   snapshot: LoadedSnapshot | null;
   /** The server's segment files; refreshed when the segment writer reports new ranges. */
   storage: SegmentLog | null;
-  /** What the core reads below memory (the segment files, seen as empty right after a snapshot install). */
+  /** Storage the core reads below memory: the segment files, seen as empty right after a snapshot install. */
   storageView?: LogStorage;
   /** Entries in memory, starting at most one past the storage's (or snapshot's) last index. */
   entries: LogEntry[];
@@ -388,7 +388,7 @@ export class RaftServer {
   }
 
   /**
-   * Resolves with the leader's node id once this member knows a leader other than `excluded`,
+   * Resolves with the leader's node id once this member has learned of a leader other than `excluded`,
    * or with null at the deadline.
    */
   waitForLeaderOtherThan(excluded: string | null, timeoutMs: number): Promise<string | null> {

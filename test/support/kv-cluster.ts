@@ -139,7 +139,7 @@ export class KvCluster {
     }, timeoutMs);
   }
 
-  /** The node that leads the most groups. */
+  /** Returns the node that leads the most groups. */
   async busiestLeader(): Promise<string> {
     const leaders = await this.waitForLeaders();
     const counts = new Map<string, number>();

@@ -160,7 +160,7 @@ export type RaftEffect =
   | { type: 'send'; to: PeerId; message: RaftMessage }
   /**
    * Append entries to the durable log. When `entries[0].index` is not last index + 1, the log
-   * from that index on is replaced (a follower repairing a conflict). The WAL answers with a
+   * from that index on is replaced (a follower repairing a conflict). The WAL reports completion with a
    * `written` event.
    */
   | { type: 'persist_entries'; entries: LogEntry[] }
